@@ -1,0 +1,13 @@
+//! shardwire: a node-to-node networking engine for validator nodes.
+//!
+//! # Layout
+//!
+//! Dependencies point one way, down:
+//!
+//! - [`wire`]: VLQ, CAD3 cells, multi-cell messages, stream frames (pure).
+//!
+//! The pure layers do no IO and read no clocks; the shard layer is the only
+//! one that touches sockets. See `docs/protocol.md` for the bytes on the wire.
+#![warn(missing_docs)]
+
+pub mod wire;

@@ -1,0 +1,290 @@
+//! Multi-cell encoding (CAD015): `top cell ‖ (VLQ length ‖ branch cell)*`.
+//!
+//! The top cell has no length prefix; its end is found by parsing it. Branch
+//! cells are indexed by value ID. Rules (documented in `docs/protocol.md`):
+//! - each branch's length prefix equals exactly what parsing it consumes;
+//! - a branch is never nil and never 140 bytes or less (those are embedded);
+//! - a branch may appear only once (duplicates are rejected);
+//! - every branch must be reachable from the top cell through Refs
+//!   (unreferenced branches are rejected);
+//! - Refs that no branch satisfies make the message *partial*; their value
+//!   IDs are reported by [`MultiCell::missing`].
+//!
+//! Decoding is zero-copy: cells are `Bytes` views into the input.
+
+use bytes::{BufMut, Bytes};
+
+use super::cell::{self, Cell, MAX_EMBEDDED_LEN, Scanner, WireConfig, ref_bytes, tag};
+use super::error::{DecodeError, DecodeErrorKind as K};
+use super::hash::{HashAlg, ValueId};
+use super::reader::Reader;
+use super::vlq;
+
+/// One branch cell of a decoded message.
+#[derive(Debug, Clone)]
+struct Branch {
+    id: ValueId,
+    start: usize,
+    end: usize,
+}
+
+/// A decoded, validated multi-cell encoding.
+#[derive(Debug, Clone)]
+pub struct MultiCell {
+    data: Bytes,
+    top_len: usize,
+    /// Sorted by value ID (binary-searchable).
+    branches: Vec<Branch>,
+    /// Sorted, without duplicates.
+    missing: Vec<ValueId>,
+}
+
+impl MultiCell {
+    /// Decodes and validates a multi-cell encoding.
+    pub fn decode(data: Bytes, cfg: &WireConfig) -> Result<MultiCell, DecodeError> {
+        Self::decode_at(data, 0, cfg)
+    }
+
+    /// As [`MultiCell::decode`]; error offsets are shifted by `base` (the
+    /// position of `data` inside a larger input, e.g. after a type byte).
+    pub(crate) fn decode_at(data: Bytes, base: usize, cfg: &WireConfig) -> Result<MultiCell, DecodeError> {
+        let mut refs: Vec<usize> = Vec::new();
+        let top_len = cell::scan(&data, base, cfg, &mut refs)?;
+        if top_len == data.len() && refs.is_empty() {
+            // Single cell, no refs: the common case allocates nothing more.
+            return Ok(MultiCell { data, top_len, branches: Vec::new(), missing: Vec::new() });
+        }
+        let top_refs = refs.len();
+
+        // Branch cells, in wire order. `ref_ranges[i]` is the slice of `refs`
+        // holding branch i's Ref positions; `headers[i]` its length prefix offset.
+        let mut branches: Vec<Branch> = Vec::new();
+        let mut ref_ranges: Vec<(usize, usize)> = Vec::new();
+        let mut headers: Vec<usize> = Vec::new();
+        let mut pos = top_len;
+        while pos < data.len() {
+            if branches.len() == cfg.max_branches {
+                return Err(DecodeError::new(base + pos, K::TooManyBranches { max: cfg.max_branches }));
+            }
+            let hdr = pos;
+            let (declared, n) =
+                vlq::decode(&data[pos..]).map_err(|e| DecodeError::new(base + pos, e.into()))?;
+            pos += n;
+            if declared > cfg.max_cell as u64 {
+                return Err(DecodeError::new(base + hdr, K::CellTooLarge { max: cfg.max_cell }));
+            }
+            if declared > (data.len() - pos) as u64 {
+                return Err(DecodeError::new(base + data.len(), K::Truncated));
+            }
+            let refs_before = refs.len();
+            let mut r = Reader::new(&data, base);
+            r.seek(pos);
+            let mut s = Scanner::new(r, Some(cfg.hash), &mut refs);
+            s.bounded_cell(cfg.max_cell)?;
+            let parsed = s.r.pos() - pos;
+            if parsed as u64 != declared {
+                return Err(DecodeError::new(base + hdr, K::BranchLengthMismatch { declared, parsed }));
+            }
+            if parsed <= MAX_EMBEDDED_LEN {
+                let kind = if data[pos] == tag::NIL { K::NilBranch } else { K::EmbeddedBranch { len: parsed } };
+                return Err(DecodeError::new(base + pos, kind));
+            }
+            let end = pos + parsed;
+            branches.push(Branch { id: cfg.hash.hash(&data[pos..end]), start: pos, end });
+            ref_ranges.push((refs_before, refs.len()));
+            headers.push(hdr);
+            pos = end;
+        }
+
+        // Index by value ID; duplicates are rejected (report the later one).
+        let mut order: Vec<u32> = (0..branches.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| branches[a as usize].id.cmp(&branches[b as usize].id).then(a.cmp(&b)));
+        for w in order.windows(2) {
+            if branches[w[0] as usize].id == branches[w[1] as usize].id {
+                return Err(DecodeError::new(base + headers[w[1] as usize], K::DuplicateBranch));
+            }
+        }
+        let find = |id: &ValueId| order.binary_search_by(|&i| branches[i as usize].id.cmp(id)).ok();
+
+        // Walk from the top cell: mark reachable branches, collect missing refs.
+        let mut reached = vec![false; branches.len()];
+        let mut missing = Vec::new();
+        let mut stack: Vec<usize> = refs[..top_refs].to_vec();
+        while let Some(p) = stack.pop() {
+            let id = ValueId(ref_bytes(&data, p));
+            match find(&id) {
+                Some(k) => {
+                    let i = order[k] as usize;
+                    if !reached[i] {
+                        reached[i] = true;
+                        let (a, b) = ref_ranges[i];
+                        stack.extend_from_slice(&refs[a..b]);
+                    }
+                }
+                None => missing.push(id),
+            }
+        }
+        if let Some(i) = reached.iter().position(|r| !r) {
+            return Err(DecodeError::new(base + headers[i], K::UnreferencedBranch));
+        }
+        missing.sort_unstable();
+        missing.dedup();
+
+        let mut sorted = Vec::with_capacity(branches.len());
+        for &i in &order {
+            sorted.push(branches[i as usize].clone());
+        }
+        Ok(MultiCell { data, top_len, branches: sorted, missing })
+    }
+
+    /// The top cell.
+    pub fn top(&self) -> Cell {
+        Cell::from_validated(self.data.slice(..self.top_len))
+    }
+
+    /// The top cell's value ID (computed on demand).
+    pub fn top_id(&self, alg: HashAlg) -> ValueId {
+        alg.hash(&self.data[..self.top_len])
+    }
+
+    /// The whole encoding this was decoded from.
+    pub fn bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Number of branch cells.
+    pub fn branch_count(&self) -> usize {
+        self.branches.len()
+    }
+
+    /// The branch cell with this value ID, if the message carries it.
+    pub fn branch(&self, id: &ValueId) -> Option<Cell> {
+        let i = self.branches.binary_search_by(|b| b.id.cmp(id)).ok()?;
+        let b = &self.branches[i];
+        Some(Cell::from_validated(self.data.slice(b.start..b.end)))
+    }
+
+    /// Branch cells with their value IDs, ordered by value ID.
+    pub fn branches(&self) -> impl Iterator<Item = (ValueId, Cell)> + '_ {
+        self.branches.iter().map(|b| (b.id, Cell::from_validated(self.data.slice(b.start..b.end))))
+    }
+
+    /// Value IDs referenced but not carried (sorted). Non-empty means partial.
+    pub fn missing(&self) -> &[ValueId] {
+        &self.missing
+    }
+
+    /// True if some referenced branch is not in the message.
+    pub fn is_partial(&self) -> bool {
+        !self.missing.is_empty()
+    }
+
+    /// Smallest and largest cell encoding (top and branches), in bytes.
+    pub fn cell_size_range(&self) -> (usize, usize) {
+        self.branches
+            .iter()
+            .map(|b| b.end - b.start)
+            .fold((self.top_len, self.top_len), |(lo, hi), n| (lo.min(n), hi.max(n)))
+    }
+
+    /// Follows a child slot: an inline cell as is, a Ref through the branches.
+    /// `None` for nil and for Refs the message does not carry.
+    pub fn resolve(&self, child: &cell::Child) -> Option<Cell> {
+        match child {
+            cell::Child::Nil => None,
+            cell::Child::Inline(c) => Some(c.clone()),
+            cell::Child::Ref(id) => self.branch(id),
+        }
+    }
+}
+
+/// Writes a multi-cell encoding: the top cell, then each branch with its
+/// VLQ length. The caller supplies valid cells (e.g. from the encoder).
+pub fn write_multicell<'a>(out: &mut impl BufMut, top: &[u8], branches: impl IntoIterator<Item = &'a [u8]>) {
+    out.put_slice(top);
+    for b in branches {
+        vlq::write_len(out, b.len());
+        out.put_slice(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> WireConfig {
+        WireConfig::default()
+    }
+
+    /// A blob cell of `n` bytes (n <= 4096) filled with `fill`.
+    fn blob(n: usize, fill: u8) -> Vec<u8> {
+        let mut v = vec![tag::BLOB];
+        vlq::write_len(&mut v, n);
+        v.extend(std::iter::repeat_n(fill, n));
+        v
+    }
+
+    fn vec_of_refs(ids: &[ValueId]) -> Vec<u8> {
+        let mut v = vec![tag::VECTOR, ids.len() as u8];
+        for id in ids {
+            v.push(tag::REF);
+            v.extend_from_slice(&id.0);
+        }
+        v
+    }
+
+    fn encode(top: &[u8], branches: &[&[u8]]) -> Bytes {
+        let mut out = Vec::new();
+        write_multicell(&mut out, top, branches.iter().copied());
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn complete_and_partial() {
+        let a = blob(200, 1);
+        let b = blob(300, 2);
+        let ida = HashAlg::Blake3.hash(&a);
+        let idb = HashAlg::Blake3.hash(&b);
+        let top = vec_of_refs(&[ida, idb]);
+        let full = MultiCell::decode(encode(&top, &[&b, &a]), &cfg()).unwrap();
+        assert_eq!(full.branch_count(), 2);
+        assert!(!full.is_partial());
+        assert_eq!(full.branch(&ida).unwrap().encoding().as_ref(), &a[..]);
+        assert_eq!(full.cell_size_range(), (top.len(), 303));
+
+        let partial = MultiCell::decode(encode(&top, &[&a]), &cfg()).unwrap();
+        assert_eq!(partial.missing(), &[idb]);
+    }
+
+    #[test]
+    fn duplicate_and_unreferenced_are_rejected() {
+        let a = blob(200, 1);
+        let b = blob(300, 2);
+        let ida = HashAlg::Blake3.hash(&a);
+        let top = vec_of_refs(&[ida]);
+        let dup = encode(&top, &[&a, &a]);
+        let e = MultiCell::decode(dup, &cfg()).unwrap_err();
+        assert_eq!(e.kind, K::DuplicateBranch);
+        assert_eq!(e.offset, top.len() + 2 + a.len());
+        let extra = MultiCell::decode(encode(&top, &[&a, &b]), &cfg()).unwrap_err();
+        assert_eq!(extra.kind, K::UnreferencedBranch);
+    }
+
+    #[test]
+    fn branch_rules() {
+        let a = blob(200, 1);
+        let top = vec_of_refs(&[HashAlg::Blake3.hash(&a)]);
+        // length prefix one too large / too small
+        let mut m = top.clone();
+        vlq::write_len(&mut m, a.len() + 1);
+        m.extend_from_slice(&a);
+        m.push(0);
+        let e = MultiCell::decode(Bytes::from(m), &cfg()).unwrap_err();
+        assert_eq!(e.kind, K::BranchLengthMismatch { declared: 204, parsed: 203 });
+        // an embedded-size branch
+        let small = blob(10, 3);
+        let top2 = vec_of_refs(&[HashAlg::Blake3.hash(&small)]);
+        let e = MultiCell::decode(encode(&top2, &[&small]), &cfg()).unwrap_err();
+        assert_eq!(e.kind, K::EmbeddedBranch { len: 12 });
+    }
+}
