@@ -19,6 +19,9 @@ pub mod reader;
 pub mod value;
 pub mod vlq;
 
+#[cfg(test)]
+mod tests;
+
 pub use cell::{Cell, Child, WireConfig};
 pub use error::{DecodeError, DecodeErrorKind, PayloadError};
 pub use frame::{FrameDecoder, FrameHeader, write_frame};
