@@ -11,3 +11,6 @@
 #![warn(missing_docs)]
 
 pub mod wire;
+
+#[doc(hidden)]
+pub mod fuzzing;

@@ -1,1 +1,39 @@
-fn main() {}
+//! `shardwire`: the command-line tool. Every subcommand uses only the
+//! library's public API, so each is also an example of it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cells;
+
+/// shardwire: node-to-node networking for validator nodes.
+#[derive(Parser)]
+#[command(name = "shardwire", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with CAD3 cell encodings.
+    #[command(subcommand)]
+    Cells(cells::CellsCmd),
+}
+
+/// Exit code for bad input (bad flags, unreadable or invalid data).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Cells(cmd) => cells::run(cmd),
+    }
+}

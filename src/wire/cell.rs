@@ -10,7 +10,6 @@ use bytes::Bytes;
 
 use super::error::{DecodeError, DecodeErrorKind as K};
 use super::hash::{HashAlg, ValueId};
-use super::reader::Reader;
 
 /// Tag bytes (CAD003 "Tag Byte" table; Convex `Tag.java`).
 pub mod tag {
@@ -85,14 +84,22 @@ pub struct WireConfig {
 
 impl Default for WireConfig {
     fn default() -> Self {
-        WireConfig { max_cell: DEFAULT_MAX_CELL, max_branches: 4096, hash: HashAlg::Blake3 }
+        WireConfig {
+            max_cell: DEFAULT_MAX_CELL,
+            max_branches: 4096,
+            hash: HashAlg::Blake3,
+        }
     }
 }
 
 impl WireConfig {
     /// Settings that read real Convex 0.8 data: SHA3-256, cells up to 16383 bytes.
     pub fn convex() -> Self {
-        WireConfig { max_cell: CONVEX_MAX_CELL, max_branches: 1 << 16, hash: HashAlg::Sha3_256 }
+        WireConfig {
+            max_cell: CONVEX_MAX_CELL,
+            max_branches: 1 << 16,
+            hash: HashAlg::Sha3_256,
+        }
     }
 }
 
@@ -107,108 +114,256 @@ pub(crate) enum Slot {
     Inline(usize, usize),
 }
 
-/// Walks one cell's encoding, checking every rule, recording where Refs are.
+/// The scanner failed; the error itself is in [`Scanner::take_error`].
+/// Keeping the hot path's `Result` one register wide is measurably faster
+/// than carrying a full `DecodeError` through every call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fail;
+
+type R<T> = Result<T, Fail>;
+
+/// Inline children nest at most this deep: every level adds at least two
+/// bytes, so deeper nesting proves an inline child longer than 140 bytes.
+const MAX_INLINE_DEPTH: u32 = (MAX_EMBEDDED_LEN / 2) as u32;
+
+/// [`Scanner::kid`] results.
+const KID_NIL: u8 = 0;
+const KID_REF: u8 = 1;
+const KID_INLINE: u8 = 2;
+
+/// Walks cell encodings, checking every rule, recording where Refs are.
 pub(crate) struct Scanner<'a, 'r> {
-    pub r: Reader<'a>,
+    buf: &'a [u8],
+    pos: usize,
+    /// Reads stop here (narrowed to bound a cell to `max_cell` bytes).
+    end: usize,
+    /// Absolute offset of `buf[0]` in the caller's input, for error offsets.
+    base: usize,
     /// Hash for checking Map/Set key order; `None` when re-walking bytes
     /// that were already validated (no hashing needed).
     order: Option<HashAlg>,
-    /// Positions (relative to the reader's buffer) of each Ref's 32 hash bytes.
+    /// Positions (in `buf`) of each Ref's 32 hash bytes.
     refs: &'r mut Vec<usize>,
+    /// Key hashes memo, created once a scan has hashed enough keys to pay
+    /// for it; it lives as long as the scanner (a whole message).
+    memo: Option<Box<KeyMemo>>,
+    keys_hashed: u32,
+    error: Option<DecodeError>,
 }
 
 impl<'a, 'r> Scanner<'a, 'r> {
-    pub fn new(r: Reader<'a>, order: Option<HashAlg>, refs: &'r mut Vec<usize>) -> Self {
-        Scanner { r, order, refs }
+    /// A scanner at the start of `buf` (absolute offset `base`).
+    pub fn new(
+        buf: &'a [u8],
+        base: usize,
+        order: Option<HashAlg>,
+        refs: &'r mut Vec<usize>,
+    ) -> Self {
+        Scanner {
+            buf,
+            pos: 0,
+            end: buf.len(),
+            base,
+            order,
+            refs,
+            memo: None,
+            keys_hashed: 0,
+            error: None,
+        }
+    }
+
+    /// Current position in `buf`.
+    #[inline]
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Number of Refs recorded so far.
+    #[inline]
+    pub fn ref_count(&self) -> usize {
+        self.refs.len()
+    }
+
+    /// Moves to `pos` (at most the end).
+    #[inline]
+    pub fn seek(&mut self, pos: usize) {
+        self.pos = pos.min(self.end);
+    }
+
+    /// The error behind a [`Fail`] (a generic one if none was recorded).
+    pub fn take_error(&mut self) -> DecodeError {
+        self.error
+            .take()
+            .unwrap_or(DecodeError::new(self.base + self.pos, K::Truncated))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, at: usize, kind: K) -> Fail {
+        if self.error.is_none() {
+            self.error = Some(DecodeError::new(self.base + at, kind));
+        }
+        Fail
+    }
+
+    #[inline]
+    pub fn byte(&mut self) -> R<u8> {
+        if self.pos < self.end {
+            let b = self.buf[self.pos];
+            self.pos += 1;
+            Ok(b)
+        } else {
+            Err(self.fail(self.pos, K::Truncated))
+        }
+    }
+
+    #[inline]
+    fn peek(&mut self) -> R<u8> {
+        if self.pos < self.end {
+            Ok(self.buf[self.pos])
+        } else {
+            Err(self.fail(self.pos, K::Truncated))
+        }
+    }
+
+    #[inline]
+    pub fn skip(&mut self, n: u64) -> R<()> {
+        if n <= (self.end - self.pos) as u64 {
+            self.pos += n as usize;
+            Ok(())
+        } else {
+            Err(self.fail(self.pos, K::Truncated))
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        if n <= self.end - self.pos {
+            let s = &self.buf[self.pos..self.pos + n];
+            self.pos += n;
+            Ok(s)
+        } else {
+            Err(self.fail(self.pos, K::Truncated))
+        }
+    }
+
+    #[inline]
+    pub fn u16_be(&mut self) -> R<u16> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    #[inline]
+    pub fn vlq(&mut self) -> R<u64> {
+        if self.pos < self.end && self.buf[self.pos] < 0x80 {
+            let v = self.buf[self.pos];
+            self.pos += 1;
+            return Ok(u64::from(v));
+        }
+        match super::vlq::decode(&self.buf[self.pos..self.end]) {
+            Ok((v, n)) => {
+                self.pos += n;
+                Ok(v)
+            }
+            Err(e) => Err(self.fail(self.pos, e.into())),
+        }
     }
 
     /// Scans one whole cell (any tag but Ref) starting at the cursor, reading
     /// at most `max` bytes. On success the cursor is at the cell's end.
-    pub fn bounded_cell(&mut self, max: usize) -> Result<(), DecodeError> {
-        let start = self.r.pos();
-        let outer_end = self.r.end();
+    pub fn bounded_cell(&mut self, max: usize) -> R<()> {
+        let start = self.pos;
+        let outer_end = self.end;
         let window = start.saturating_add(max).min(outer_end);
-        self.r.set_end(window);
-        let res = self.cell();
-        self.r.set_end(outer_end);
-        match res {
+        self.end = window;
+        let res = self.cell(0);
+        self.end = outer_end;
+        if res.is_err()
+            && window < outer_end
+            && matches!(
+                self.error,
+                Some(DecodeError {
+                    kind: K::Truncated,
+                    ..
+                })
+            )
+        {
             // Wanting more bytes than a window narrower than the input proves
             // the cell is longer than `max`.
-            Err(e) if e.kind == K::Truncated && window < outer_end => {
-                Err(self.r.err_at(start, K::CellTooLarge { max }))
-            }
-            other => other,
+            self.error = Some(DecodeError::new(self.base + start, K::CellTooLarge { max }));
         }
+        res
     }
 
-    /// Scans one whole cell (any tag but Ref) starting at the cursor.
-    pub fn cell(&mut self) -> Result<(), DecodeError> {
-        let start = self.r.pos();
-        let t = self.r.u8()?;
+    /// Scans one whole cell (any tag but Ref) at inline nesting `depth`.
+    pub fn cell(&mut self, depth: u32) -> R<()> {
+        let start = self.pos;
+        let t = self.byte()?;
         match t {
             tag::NIL | 0xb0..=0xbf => Ok(()),
             tag::LONG_0..=tag::LONG_8 => self.integer(start, usize::from(t - tag::LONG_0)),
             tag::BIGINT => {
-                let n = self.r.vlq()?;
+                let n = self.vlq()?;
                 if !(9..=4096).contains(&n) {
-                    return Err(self.r.err_at(start, K::BigIntLength(n)));
+                    return Err(self.fail(start, K::BigIntLength(n)));
                 }
                 self.integer(start, n as usize)
             }
-            tag::DOUBLE => self.r.skip(8),
-            tag::REF => Err(self.r.err_at(start, K::RefNotAllowed)),
-            tag::STRING | tag::BLOB => self.blob_body(),
+            tag::DOUBLE => self.skip(8),
+            tag::REF => Err(self.fail(start, K::RefNotAllowed)),
+            tag::STRING | tag::BLOB => self.blob_body(depth),
             tag::SYMBOL | tag::KEYWORD => {
-                let n = self.r.u8()?;
+                let n = self.byte()?;
                 if n == 0 || n > 128 {
-                    return Err(self.r.err_at(start, K::NameLength(n)));
+                    return Err(self.fail(start, K::NameLength(n)));
                 }
-                self.r.skip(u64::from(n))
+                self.skip(u64::from(n))
             }
             0x3c..=0x3f => {
                 let n = usize::from(t & 3) + 1;
-                let b = self.r.take(n)?;
+                let b = self.take(n)?;
                 if n > 1 && b[0] == 0 {
-                    return Err(self.r.err_at(start, K::NonMinimalChar));
+                    return Err(self.fail(start, K::NonMinimalChar));
                 }
                 let cp = b.iter().fold(0u32, |acc, &x| (acc << 8) | u32::from(x));
                 if cp > 0x10ffff {
-                    return Err(self.r.err_at(start, K::CharOutOfRange(cp)));
+                    return Err(self.fail(start, K::CharOutOfRange(cp)));
                 }
                 Ok(())
             }
-            tag::VECTOR | tag::LIST | 0xd0..=0xdf => self.vector_body(),
-            tag::MAP => self.hash_tree(start, true),
-            tag::SET => self.hash_tree(start, false),
-            tag::INDEX => self.index(start),
-            tag::SYNTAX => self.syntax(),
+            tag::VECTOR | tag::LIST | 0xd0..=0xdf => self.vector_body(depth),
+            tag::MAP => self.hash_tree(start, depth, true),
+            tag::SET => self.hash_tree(start, depth, false),
+            tag::INDEX => self.index(start, depth),
+            tag::SYNTAX => self.syntax(depth),
             tag::SIGNED => {
-                self.r.skip(32 + 64)?;
-                self.child().map(drop)
+                self.skip(32 + 64)?;
+                self.kid(depth).map(drop)
             }
             tag::SIGNED_SHORT => {
-                self.r.skip(64)?;
-                self.child().map(drop)
+                self.skip(64)?;
+                self.kid(depth).map(drop)
             }
             0xa0..=0xaf => {
-                let mask = self.r.vlq()?;
+                let mask = self.vlq()?;
                 for _ in 0..mask.count_ones() {
-                    self.nonnil_child()?;
+                    self.nonnil_kid(depth)?;
                 }
                 Ok(())
             }
             0xc0..=0xcf => {
-                self.child()?;
-                self.child().map(drop)
+                self.kid(depth)?;
+                self.kid(depth).map(drop)
             }
-            0xe0..=0xef => self.r.vlq().map(drop),
-            other => Err(self.r.err_at(start, K::IllegalTag(other))),
+            0xe0..=0xef => self.vlq().map(drop),
+            other => Err(self.fail(start, K::IllegalTag(other))),
         }
     }
 
     /// `n` bytes of big-endian two's complement, shortest form.
-    fn integer(&mut self, start: usize, n: usize) -> Result<(), DecodeError> {
-        let b = self.r.take(n)?;
+    #[inline]
+    fn integer(&mut self, start: usize, n: usize) -> R<()> {
+        let b = self.take(n)?;
         let redundant = match b {
             [] => false,
             [0x00] => true,
@@ -217,199 +372,300 @@ impl<'a, 'r> Scanner<'a, 'r> {
             _ => false,
         };
         if redundant {
-            return Err(self.r.err_at(start, K::NonMinimalInteger));
+            return Err(self.fail(start, K::NonMinimalInteger));
         }
         Ok(())
     }
 
-    /// One child: nil, a Ref, or an embedded cell of at most 140 bytes.
-    pub fn child(&mut self) -> Result<Slot, DecodeError> {
-        let start = self.r.pos();
-        match self.r.peek()? {
+    /// One child of a cell at `depth`, validated; returns only its kind
+    /// ([`KID_NIL`], [`KID_REF`], [`KID_INLINE`]) so the result stays in a
+    /// register — callers that need positions read `pos` before and after.
+    /// The commonest leaf cells are checked here without recursing; errors
+    /// are exactly those [`Scanner::cell`] gives.
+    #[inline(always)]
+    fn kid(&mut self, depth: u32) -> R<u8> {
+        let start = self.pos;
+        let t = self.peek()?;
+        match t {
             tag::NIL => {
-                self.r.u8()?;
-                Ok(Slot::Nil)
+                self.pos += 1;
+                Ok(KID_NIL)
             }
             tag::REF => {
-                self.r.u8()?;
-                let pos = self.r.pos();
-                self.r.skip(32)?;
-                self.refs.push(pos);
-                Ok(Slot::Ref(pos))
+                self.pos += 1;
+                self.skip(32)?;
+                self.refs.push(start + 1);
+                Ok(KID_REF)
+            }
+            tag::LONG_0..=tag::LONG_8 => {
+                self.pos += 1;
+                self.integer(start, usize::from(t - tag::LONG_0))?;
+                Ok(KID_INLINE)
+            }
+            0xb0..=0xbf => {
+                self.pos += 1;
+                Ok(KID_INLINE)
+            }
+            tag::SYMBOL | tag::KEYWORD => {
+                self.pos += 1;
+                let n = self.byte()?;
+                if n == 0 || n > 128 {
+                    return Err(self.fail(start, K::NameLength(n)));
+                }
+                self.skip(u64::from(n))?;
+                Ok(KID_INLINE)
+            }
+            0xe0..=0xef => {
+                self.pos += 1;
+                self.vlq()?;
+                Ok(KID_INLINE)
             }
             _ => {
-                // An inline child can never be longer than 140 bytes, so scan
-                // it inside a 140-byte window: this also bounds nesting depth.
-                let outer_end = self.r.end();
-                let window = (start + MAX_EMBEDDED_LEN).min(outer_end);
-                self.r.set_end(window);
-                let res = self.cell();
-                self.r.set_end(outer_end);
-                match res {
-                    Ok(()) => Ok(Slot::Inline(start, self.r.pos())),
-                    // Running out inside a window narrower than the parent's
-                    // proves the child is longer than 140 bytes.
-                    Err(e) if e.kind == K::Truncated && window < outer_end => {
-                        Err(self.r.err_at(start, K::InlineTooLarge))
-                    }
-                    Err(e) => Err(e),
+                if depth >= MAX_INLINE_DEPTH {
+                    return Err(self.fail(start, K::InlineTooLarge));
                 }
+                self.cell(depth + 1)?;
+                if self.pos - start > MAX_EMBEDDED_LEN {
+                    return Err(self.fail(start, K::InlineTooLarge));
+                }
+                Ok(KID_INLINE)
             }
         }
     }
 
-    fn nonnil_child(&mut self) -> Result<Slot, DecodeError> {
-        let start = self.r.pos();
-        match self.child()? {
-            Slot::Nil => Err(self.r.err_at(start, K::NilChild)),
-            s => Ok(s),
+    /// As [`Scanner::kid`], rejecting nil.
+    #[inline(always)]
+    fn nonnil_kid(&mut self, depth: u32) -> R<u8> {
+        let start = self.pos;
+        match self.kid(depth)? {
+            KID_NIL => Err(self.fail(start, K::NilChild)),
+            k => Ok(k),
+        }
+    }
+
+    /// One child of a cell at `depth`: nil, a Ref, or an embedded cell of
+    /// at most 140 bytes, with its position.
+    #[inline]
+    pub fn child(&mut self, depth: u32) -> R<Slot> {
+        let start = self.pos;
+        match self.peek()? {
+            tag::NIL => {
+                self.pos += 1;
+                Ok(Slot::Nil)
+            }
+            tag::REF => {
+                self.pos += 1;
+                let at = self.pos;
+                self.skip(32)?;
+                self.refs.push(at);
+                Ok(Slot::Ref(at))
+            }
+            _ => {
+                if depth >= MAX_INLINE_DEPTH {
+                    return Err(self.fail(start, K::InlineTooLarge));
+                }
+                self.cell(depth + 1)?;
+                if self.pos - start > MAX_EMBEDDED_LEN {
+                    return Err(self.fail(start, K::InlineTooLarge));
+                }
+                Ok(Slot::Inline(start, self.pos))
+            }
         }
     }
 
     /// Blob/String body: VLQ length, then the bytes (leaf) or 2-16 children (tree).
-    fn blob_body(&mut self) -> Result<(), DecodeError> {
-        let n = self.r.vlq()?;
+    fn blob_body(&mut self, depth: u32) -> R<()> {
+        let n = self.vlq()?;
         if n <= BLOB_CHUNK {
-            return self.r.skip(n);
+            return self.skip(n);
         }
         let (k, child_len) = blob_tree_shape(n);
         for i in 0..k {
-            let start = self.r.pos();
-            let expect = if i + 1 < k { child_len } else { n - child_len * (k - 1) };
-            match self.nonnil_child()? {
-                Slot::Inline(a, b) => {
-                    if inline_blob_len(&self.r.buf()[a..b]) != Some(expect) {
-                        return Err(self.r.err_at(start, K::BlobTreeChild));
-                    }
-                }
-                Slot::Ref(_) | Slot::Nil => {}
+            let start = self.pos;
+            let expect = if i + 1 < k {
+                child_len
+            } else {
+                n - child_len * (k - 1)
+            };
+            if self.nonnil_kid(depth)? == KID_INLINE
+                && inline_blob_len(&self.buf[start..self.pos]) != Some(expect)
+            {
+                return Err(self.fail(start, K::BlobTreeChild));
             }
         }
         Ok(())
     }
 
     /// Vector body (also List and dense records): VLQ count, then leaf or tree form.
-    fn vector_body(&mut self) -> Result<(), DecodeError> {
-        let count = self.r.vlq()?;
+    fn vector_body(&mut self, depth: u32) -> R<()> {
+        let count = self.vlq()?;
         if is_vector_leaf(count) {
-            let n = vector_leaf_items(count);
-            for _ in 0..n {
-                self.child()?;
+            for _ in 0..vector_leaf_items(count) {
+                self.kid(depth)?;
             }
             if count > 16 {
-                self.nonnil_child()?;
+                self.nonnil_kid(depth)?;
             }
         } else {
             for _ in 0..vector_tree_children(count) {
-                self.nonnil_child()?;
+                self.nonnil_kid(depth)?;
             }
         }
         Ok(())
     }
 
     /// Map (`with_values`) or Set body.
-    fn hash_tree(&mut self, start: usize, with_values: bool) -> Result<(), DecodeError> {
-        let count = self.r.vlq()?;
+    fn hash_tree(&mut self, start: usize, depth: u32, with_values: bool) -> R<()> {
+        let count = self.vlq()?;
         if count == 0 {
             return Ok(());
         }
         if count <= MAX_HASH_LEAF {
             let mut prev: Option<ValueId> = None;
             for _ in 0..count {
-                let key = self.child()?;
+                let key_start = self.pos;
+                let kind = self.kid(depth)?;
                 if let (true, Some(alg)) = (count > 1, self.order) {
-                    let id = self.slot_id(key, alg);
+                    let key = match kind {
+                        KID_NIL => Slot::Nil,
+                        KID_REF => Slot::Ref(key_start + 1),
+                        _ => Slot::Inline(key_start, self.pos),
+                    };
+                    let id = self.key_id(key, alg);
                     if prev.is_some_and(|p| p >= id) {
-                        return Err(self.r.err_at(start, K::KeyOrder));
+                        return Err(self.fail(start, K::KeyOrder));
                     }
                     prev = Some(id);
                 }
                 if with_values {
-                    self.child()?;
+                    self.kid(depth)?;
                 }
             }
             return Ok(());
         }
-        let shift = self.r.u8()?;
+        let shift = self.byte()?;
         if shift > 63 {
-            return Err(self.r.err_at(start, K::TreeShift(shift)));
+            return Err(self.fail(start, K::TreeShift(shift)));
         }
-        let n = self.r.u16_be()?.count_ones();
+        let n = self.u16_be()?.count_ones();
         if n < 2 {
-            return Err(self.r.err_at(start, K::TreeChildren(n)));
+            return Err(self.fail(start, K::TreeChildren(n)));
         }
         for _ in 0..n {
-            self.nonnil_child()?;
+            self.nonnil_kid(depth)?;
         }
         Ok(())
     }
 
     /// Index body (Convex 0.8 code: entry marker 0x00/0x80, depth byte < 64).
-    fn index(&mut self, start: usize) -> Result<(), DecodeError> {
-        let count = self.r.vlq()?;
+    fn index(&mut self, start: usize, depth: u32) -> R<()> {
+        let count = self.vlq()?;
         match count {
             0 => return Ok(()),
             1 => {
-                self.child()?;
-                self.child()?;
+                self.kid(depth)?;
+                self.kid(depth)?;
                 return Ok(());
             }
             _ => {}
         }
-        let marker_pos = self.r.pos();
-        let has_entry = match self.r.u8()? {
+        let marker_pos = self.pos;
+        let has_entry = match self.byte()? {
             0x00 => false,
             0x80 => true,
-            m => return Err(self.r.err_at(marker_pos, K::IndexEntryMarker(m))),
+            m => return Err(self.fail(marker_pos, K::IndexEntryMarker(m))),
         };
         if has_entry {
-            self.child()?;
-            self.child()?;
+            self.kid(depth)?;
+            self.kid(depth)?;
         }
-        let depth = self.r.u8()?;
-        if depth >= 64 {
-            return Err(self.r.err_at(start, K::IndexDepth(depth)));
+        let idx_depth = self.byte()?;
+        if idx_depth >= 64 {
+            return Err(self.fail(start, K::IndexDepth(idx_depth)));
         }
-        let n = self.r.u16_be()?.count_ones();
+        let n = self.u16_be()?.count_ones();
         if n < if has_entry { 1 } else { 2 } {
-            return Err(self.r.err_at(start, K::TreeChildren(n)));
+            return Err(self.fail(start, K::TreeChildren(n)));
         }
         for _ in 0..n {
-            self.nonnil_child()?;
+            self.nonnil_kid(depth)?;
         }
         Ok(())
     }
 
     /// Syntax (Convex 0.8 code order): datum child, then the metadata cell,
     /// which is nil or a non-empty Map written out in full.
-    fn syntax(&mut self) -> Result<(), DecodeError> {
-        self.child()?;
-        let meta = self.r.pos();
-        match self.r.peek()? {
+    fn syntax(&mut self, depth: u32) -> R<()> {
+        self.kid(depth)?;
+        let meta = self.pos;
+        match self.peek()? {
             tag::NIL => {
-                self.r.u8()?;
+                self.pos += 1;
                 Ok(())
             }
             tag::MAP => {
-                self.cell()?;
+                self.cell(depth + 1)?;
                 // The map's count follows its tag; 0 would be the empty map.
-                if self.r.buf().get(meta + 1) == Some(&0) {
-                    return Err(self.r.err_at(meta, K::SyntaxMeta));
+                if self.buf.get(meta + 1) == Some(&0) {
+                    return Err(self.fail(meta, K::SyntaxMeta));
                 }
                 Ok(())
             }
-            _ => Err(self.r.err_at(meta, K::SyntaxMeta)),
+            _ => Err(self.fail(meta, K::SyntaxMeta)),
         }
     }
 
-    /// The value ID a child slot stands for (a Ref carries it; others are hashed).
-    fn slot_id(&self, s: Slot, alg: HashAlg) -> ValueId {
-        let buf = self.r.buf();
+    /// The value ID a key slot stands for: a Ref carries it; nil and inline
+    /// keys are hashed, through a per-scan memo (keys repeat a lot).
+    fn key_id(&mut self, s: Slot, alg: HashAlg) -> ValueId {
         match s {
-            Slot::Ref(p) => ValueId(ref_bytes(buf, p)),
+            Slot::Ref(p) => ValueId(ref_bytes(self.buf, p)),
             Slot::Nil => alg.hash(&[tag::NIL]),
-            Slot::Inline(a, b) => alg.hash(&buf[a..b]),
+            Slot::Inline(a, b) => {
+                self.keys_hashed += 1;
+                if self.keys_hashed < KeyMemo::AFTER {
+                    return alg.hash(&self.buf[a..b]);
+                }
+                let memo = self.memo.get_or_insert_with(|| Box::new(KeyMemo::new()));
+                memo.get(self.buf, a, b, alg)
+            }
         }
+    }
+}
+
+/// Remembers the value IDs of recently hashed keys, by key bytes. Misses
+/// and collisions only cost a hash; hits are checked byte for byte.
+struct KeyMemo {
+    slots: Vec<(u32, u32, ValueId)>,
+}
+
+impl KeyMemo {
+    const SLOTS: usize = 2048;
+    /// Keys hashed before the memo is worth allocating.
+    const AFTER: u32 = 64;
+
+    fn new() -> Self {
+        KeyMemo {
+            slots: vec![(0, 0, ValueId([0; 32])); Self::SLOTS],
+        }
+    }
+
+    fn get(&mut self, buf: &[u8], a: usize, b: usize, alg: HashAlg) -> ValueId {
+        let key = &buf[a..b];
+        // FNV-1a: a few nanoseconds for keys of a few bytes.
+        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+            (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
+        });
+        let slot = &mut self.slots[(h as usize) % Self::SLOTS];
+        let (sa, sb) = (slot.0 as usize, slot.1 as usize);
+        if sb > sa && buf.get(sa..sb) == Some(key) {
+            return slot.2;
+        }
+        let id = alg.hash(key);
+        if let (Ok(a32), Ok(b32)) = (u32::try_from(a), u32::try_from(b)) {
+            *slot = (a32, b32, id);
+        }
+        id
     }
 }
 
@@ -418,6 +674,17 @@ pub(crate) fn ref_bytes(buf: &[u8], pos: usize) -> [u8; 32] {
     let mut id = [0u8; 32];
     id.copy_from_slice(&buf[pos..pos + 32]);
     id
+}
+
+/// For a leaf Blob encoding (already validated), its byte length.
+pub(crate) fn blob_leaf_len(enc: &[u8]) -> Option<usize> {
+    match enc {
+        [tag::BLOB, rest @ ..] => match super::vlq::decode(rest) {
+            Ok((n, _)) if n <= BLOB_CHUNK => Some(n as usize),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// For an inline blob cell (already validated), its length field.
@@ -469,17 +736,21 @@ pub(crate) fn vector_tree_children(count: u64) -> u64 {
     count.div_ceil(vector_tree_child_size(count))
 }
 
-/// Scans the single cell at the start of `buf` (absolute offset `base`),
-/// bounded by `max_cell`, pushing Ref positions to `refs`. Returns its length.
+/// Scans the single cell at `buf[start..]`, bounded by `max_cell`, pushing
+/// Ref positions to `refs`. Returns its end. Error offsets are positions in `buf`.
+#[inline]
 pub(crate) fn scan(
     buf: &[u8],
-    base: usize,
+    start: usize,
     cfg: &WireConfig,
     refs: &mut Vec<usize>,
 ) -> Result<usize, DecodeError> {
-    let mut s = Scanner::new(Reader::new(buf, base), Some(cfg.hash), refs);
-    s.bounded_cell(cfg.max_cell)?;
-    Ok(s.r.pos())
+    let mut s = Scanner::new(buf, 0, Some(cfg.hash), refs);
+    s.seek(start);
+    if s.bounded_cell(cfg.max_cell).is_err() {
+        return Err(s.take_error());
+    }
+    Ok(s.pos())
 }
 
 /// A validated cell: a zero-copy view of its encoding.
@@ -544,26 +815,19 @@ impl Cell {
     /// Value IDs of the branch cells this cell refers to directly, in encoding order.
     pub fn refs(&self) -> Vec<ValueId> {
         let mut refs = Vec::new();
-        let mut s = Scanner::new(Reader::new(&self.enc, 0), None, &mut refs);
+        let mut s = Scanner::new(&self.enc, 0, None, &mut refs);
         // Already validated: a rescan cannot fail; on the impossible error no refs are reported.
-        if s.cell().is_err() {
+        if s.cell(0).is_err() {
             return Vec::new();
         }
-        refs.into_iter().map(|p| ValueId(ref_bytes(&self.enc, p))).collect()
+        refs.into_iter()
+            .map(|p| ValueId(ref_bytes(&self.enc, p)))
+            .collect()
     }
 
     /// The signed 64-bit value, if this is a Long (0x10-0x18).
     pub fn as_long(&self) -> Option<i64> {
-        let t = self.tag();
-        if !(tag::LONG_0..=tag::LONG_8).contains(&t) {
-            return None;
-        }
-        let b = &self.enc[1..];
-        if b.is_empty() {
-            return Some(0);
-        }
-        let init: i64 = if b[0] & 0x80 != 0 { -1 } else { 0 };
-        Some(b.iter().fold(init, |acc, &x| (acc << 8) | i64::from(x)))
+        long_value(&self.enc)
     }
 
     /// The bytes of a leaf Blob (0x31, at most 4096 bytes), as a view.
@@ -607,11 +871,11 @@ impl Cell {
             return None;
         }
         let mut refs = Vec::new();
-        let mut s = Scanner::new(Reader::new(&self.enc, 0), None, &mut refs);
-        s.r.seek(1 + used);
+        let mut s = Scanner::new(&self.enc, 0, None, &mut refs);
+        s.seek(1 + used);
         let mut out = Vec::with_capacity(vector_leaf_items(count) as usize);
         for _ in 0..vector_leaf_items(count) {
-            let slot = s.child().ok()?;
+            let slot = s.child(0).ok()?;
             out.push(self.child_of(slot));
         }
         Some((count, out))
@@ -629,7 +893,9 @@ impl Cell {
         match slot {
             Slot::Nil => Child::Nil,
             Slot::Ref(p) => Child::Ref(ValueId(ref_bytes(&self.enc, p))),
-            Slot::Inline(a, b) => Child::Inline(Cell { enc: self.enc.slice(a..b) }),
+            Slot::Inline(a, b) => Child::Inline(Cell {
+                enc: self.enc.slice(a..b),
+            }),
         }
     }
 }
@@ -645,21 +911,19 @@ pub enum Child {
     Inline(Cell),
 }
 
-/// Calls `f` for every child slot of a validated cell, one level deep, in order.
-pub(crate) fn walk_children(enc: &[u8], mut f: impl FnMut(Slot)) -> Result<(), DecodeError> {
-    // Re-scan with a scanner that reports slots: reuse the validating scanner
-    // on each child boundary by walking the same grammar.
+/// Calls `f` for every child slot of a validated cell, one level deep, in
+/// order. Returns `None` only if the bytes were not a valid cell after all.
+pub(crate) fn walk_children(enc: &[u8], mut f: impl FnMut(Slot)) -> Option<()> {
     let mut refs = Vec::new();
-    let mut s = Scanner::new(Reader::new(enc, 0), None, &mut refs);
-    let t = s.r.u8()?;
-    let mut next = |s: &mut Scanner<'_, '_>| -> Result<(), DecodeError> {
-        let slot = s.child()?;
-        f(slot);
-        Ok(())
+    let mut s = Scanner::new(enc, 0, None, &mut refs);
+    let t = s.byte().ok()?;
+    let mut next = |s: &mut Scanner<'_, '_>| -> Option<()> {
+        f(s.child(0).ok()?);
+        Some(())
     };
     match t {
         tag::STRING | tag::BLOB => {
-            let n = s.r.vlq()?;
+            let n = s.vlq().ok()?;
             if n > BLOB_CHUNK {
                 for _ in 0..blob_tree_shape(n).0 {
                     next(&mut s)?;
@@ -667,7 +931,7 @@ pub(crate) fn walk_children(enc: &[u8], mut f: impl FnMut(Slot)) -> Result<(), D
             }
         }
         tag::VECTOR | tag::LIST | 0xd0..=0xdf => {
-            let count = s.r.vlq()?;
+            let count = s.vlq().ok()?;
             let n = if is_vector_leaf(count) {
                 vector_leaf_items(count) + u64::from(count > 16)
             } else {
@@ -678,31 +942,31 @@ pub(crate) fn walk_children(enc: &[u8], mut f: impl FnMut(Slot)) -> Result<(), D
             }
         }
         tag::MAP | tag::SET => {
-            let count = s.r.vlq()?;
+            let count = s.vlq().ok()?;
             if count <= MAX_HASH_LEAF {
                 let per = if t == tag::MAP { 2 } else { 1 };
                 for _ in 0..count * per {
                     next(&mut s)?;
                 }
             } else {
-                s.r.u8()?;
-                for _ in 0..s.r.u16_be()?.count_ones() {
+                s.byte().ok()?;
+                for _ in 0..s.u16_be().ok()?.count_ones() {
                     next(&mut s)?;
                 }
             }
         }
         tag::INDEX => {
-            let count = s.r.vlq()?;
+            let count = s.vlq().ok()?;
             if count == 1 {
                 next(&mut s)?;
                 next(&mut s)?;
             } else if count > 1 {
-                if s.r.u8()? == 0x80 {
+                if s.byte().ok()? == 0x80 {
                     next(&mut s)?;
                     next(&mut s)?;
                 }
-                s.r.u8()?;
-                for _ in 0..s.r.u16_be()?.count_ones() {
+                s.byte().ok()?;
+                for _ in 0..s.u16_be().ok()?.count_ones() {
                     next(&mut s)?;
                 }
             }
@@ -710,21 +974,25 @@ pub(crate) fn walk_children(enc: &[u8], mut f: impl FnMut(Slot)) -> Result<(), D
         tag::SYNTAX => {
             next(&mut s)?;
             // The metadata is a whole cell, reported as an inline child.
-            let a = s.r.pos();
-            s.cell()?;
-            let b = s.r.pos();
-            f(if b - a == 1 { Slot::Nil } else { Slot::Inline(a, b) });
+            let a = s.pos();
+            s.cell(0).ok()?;
+            let b = s.pos();
+            f(if b - a == 1 {
+                Slot::Nil
+            } else {
+                Slot::Inline(a, b)
+            });
         }
         tag::SIGNED => {
-            s.r.skip(96)?;
+            s.skip(96).ok()?;
             next(&mut s)?;
         }
         tag::SIGNED_SHORT => {
-            s.r.skip(64)?;
+            s.skip(64).ok()?;
             next(&mut s)?;
         }
         0xa0..=0xaf => {
-            for _ in 0..s.r.vlq()?.count_ones() {
+            for _ in 0..s.vlq().ok()?.count_ones() {
                 next(&mut s)?;
             }
         }
@@ -734,7 +1002,53 @@ pub(crate) fn walk_children(enc: &[u8], mut f: impl FnMut(Slot)) -> Result<(), D
         }
         _ => {}
     }
-    Ok(())
+    Some(())
+}
+
+/// For a validated leaf Vector/List/record encoding: its tag, element count,
+/// and the position where its first child starts.
+pub(crate) fn seq_head(enc: &[u8]) -> Option<(u8, u64, usize)> {
+    let (&t, rest) = enc.split_first()?;
+    if !matches!(t, tag::VECTOR | tag::LIST | 0xd0..=0xdf) {
+        return None;
+    }
+    let (count, used) = super::vlq::decode(rest).ok()?;
+    is_vector_leaf(count).then_some((t, count, 1 + used))
+}
+
+/// The first `N` child slots of a validated leaf sequence whose children
+/// start at `at` (positions relative to `enc`).
+pub(crate) fn seq_slots<const N: usize>(enc: &[u8], at: usize) -> Option<[Slot; N]> {
+    let mut refs = Vec::new();
+    let mut s = Scanner::new(enc, 0, None, &mut refs);
+    s.seek(at);
+    let mut out = [Slot::Nil; N];
+    for slot in &mut out {
+        *slot = s.child(0).ok()?;
+    }
+    Some(out)
+}
+
+/// The Long held by the cell that starts at `enc[at]`, if it is one.
+pub(crate) fn long_at(enc: &[u8], at: usize) -> Option<i64> {
+    let t = *enc.get(at)?;
+    if !(tag::LONG_0..=tag::LONG_8).contains(&t) {
+        return None;
+    }
+    long_value(enc.get(at..at + 1 + usize::from(t - tag::LONG_0))?)
+}
+
+/// The value of a Long encoding (0x10-0x18).
+pub(crate) fn long_value(enc: &[u8]) -> Option<i64> {
+    let (&t, b) = enc.split_first()?;
+    if !(tag::LONG_0..=tag::LONG_8).contains(&t) || b.len() != usize::from(t - tag::LONG_0) {
+        return None;
+    }
+    if b.is_empty() {
+        return Some(0);
+    }
+    let init: i64 = if b[0] & 0x80 != 0 { -1 } else { 0 };
+    Some(b.iter().fold(init, |acc, &x| (acc << 8) | i64::from(x)))
 }
 
 #[cfg(test)]

@@ -38,7 +38,10 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder that rejects frames longer than `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        FrameDecoder { max_frame, consumed: 0 }
+        FrameDecoder {
+            max_frame,
+            consumed: 0,
+        }
     }
 
     /// The configured maximum frame body length.
@@ -60,9 +63,18 @@ impl FrameDecoder {
             Ok((0, _)) => Err(DecodeError::new(at, K::EmptyFrame)),
             Ok((len, header_len)) if len > self.max_frame as u64 => {
                 let _ = header_len;
-                Err(DecodeError::new(at, K::FrameTooLarge { len, max: self.max_frame }))
+                Err(DecodeError::new(
+                    at,
+                    K::FrameTooLarge {
+                        len,
+                        max: self.max_frame,
+                    },
+                ))
             }
-            Ok((len, header_len)) => Ok(Some(FrameHeader { len: len as usize, header_len })),
+            Ok((len, header_len)) => Ok(Some(FrameHeader {
+                len: len as usize,
+                header_len,
+            })),
             Err(VlqError::Truncated) => Ok(None),
             Err(e) => Err(DecodeError::new(at, e.into())),
         }
@@ -71,7 +83,9 @@ impl FrameDecoder {
     /// Splits the next complete frame's body off the front of `buf`, or
     /// returns `Ok(None)` if `buf` does not yet hold a whole frame.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, DecodeError> {
-        let Some(h) = self.header(buf)? else { return Ok(None) };
+        let Some(h) = self.header(buf)? else {
+            return Ok(None);
+        };
         if buf.len() < h.total() {
             return Ok(None);
         }
@@ -82,7 +96,9 @@ impl FrameDecoder {
 
     /// As [`FrameDecoder::decode`], over an immutable buffer.
     pub fn decode_bytes(&mut self, buf: &mut Bytes) -> Result<Option<Bytes>, DecodeError> {
-        let Some(h) = self.header(buf)? else { return Ok(None) };
+        let Some(h) = self.header(buf)? else {
+            return Ok(None);
+        };
         if buf.len() < h.total() {
             return Ok(None);
         }
@@ -138,7 +154,13 @@ mod tests {
         let d = FrameDecoder::new(100);
         // Header claims 2^40 bytes; only the header is present.
         let e = d.header(&[0xa0, 0x80, 0x80, 0x80, 0x80, 0x00]).unwrap_err();
-        assert_eq!(e.kind, K::FrameTooLarge { len: 1 << 40, max: 100 });
+        assert_eq!(
+            e.kind,
+            K::FrameTooLarge {
+                len: 1 << 40,
+                max: 100
+            }
+        );
         assert_eq!(d.header(&[0x00]).unwrap_err().kind, K::EmptyFrame);
         assert_eq!(d.header(&[0x80, 0x01]).unwrap_err().kind, K::VlqLeadingZero);
         assert_eq!(d.header(&[0x81]).unwrap(), None);

@@ -9,8 +9,9 @@
 
 use bytes::{BufMut, Bytes};
 
-use super::cell::{Cell, Child, WireConfig, tag};
+use super::cell::{self, Cell, Slot, WireConfig, long_at, tag};
 use super::error::{DecodeError, DecodeErrorKind as K, PayloadError as P};
+use super::hash::ValueId;
 use super::multicell::MultiCell;
 use super::value::{EncodeError, Encoded, Value, encode};
 
@@ -92,14 +93,21 @@ pub struct Message {
 
 impl Message {
     /// Decodes `type byte ‖ multi-cell`, checking the payload shape of known types.
+    #[inline]
     pub fn decode(bytes: Bytes, cfg: &WireConfig) -> Result<Message, DecodeError> {
         let Some(&b) = bytes.first() else {
             return Err(DecodeError::new(0, K::EmptyMessage));
         };
         let ty = MessageType::from_byte(b);
-        let payload = MultiCell::decode_at(bytes.slice(1..), 1, cfg)?;
+        let payload = MultiCell::decode_from(bytes, 1, cfg)?;
         let id = check_shape(ty, &payload).map_err(|reason| {
-            DecodeError::new(1, K::BadPayload { ty: ty.name(), reason })
+            DecodeError::new(
+                1,
+                K::BadPayload {
+                    ty: ty.name(),
+                    reason,
+                },
+            )
         })?;
         Ok(Message { ty, payload, id })
     }
@@ -182,7 +190,10 @@ pub mod payload {
     /// RESULT: `dd 05 [id value error log info]`; `error` is a keyword name or none.
     pub fn result(id: u64, value: Value, error: Option<&str>, info: Value) -> Value {
         let err = error.map_or(Value::Nil, Value::keyword);
-        Value::Record(0xdd, vec![Value::Long(id as i64), value, err, Value::Nil, info])
+        Value::Record(
+            0xdd,
+            vec![Value::Long(id as i64), value, err, Value::Nil, info],
+        )
     }
 
     /// MISSING_DATA `[id, blob of 32-byte value IDs]` (1 to 128 IDs).
@@ -200,48 +211,58 @@ pub mod payload {
     }
 }
 
-/// A non-negative Long written inline.
-fn id_of(c: &Child) -> Result<u64, P> {
-    match c {
-        Child::Inline(cell) => cell.as_long().and_then(|v| u64::try_from(v).ok()).ok_or(P::BadId),
-        _ => Err(P::BadId),
-    }
-}
-
-/// Checks the documented payload shape of the seed types; returns the message ID.
+/// Checks the documented payload shape of the seed types; returns the
+/// message ID. Allocation-free, and for QUERY/TRANSACT/STATUS (the hot
+/// types) only a few byte reads: the top cell was validated already.
 fn check_shape(ty: MessageType, mc: &MultiCell) -> Result<Option<u64>, P> {
-    let top = mc.top();
-    let vector = |n: u64| -> Result<Vec<Child>, P> {
-        if top.tag() != tag::VECTOR {
-            return Err(P::WrongTopCell("a Vector"));
-        }
-        match top.seq_leaf() {
-            Some((count, items)) if count == n => Ok(items),
+    let enc = mc.top_slice();
+    let id_at = |at: usize| {
+        long_at(enc, at)
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or(P::BadId)
+    };
+    let seq = |want_tag: u8, what: &'static str, n: u64| -> Result<usize, P> {
+        match cell::seq_head(enc) {
+            _ if enc.first() != Some(&want_tag) => Err(P::WrongTopCell(what)),
+            Some((_, count, at)) if count == n => Ok(at),
             _ => Err(P::WrongCount),
         }
     };
+    let vector = |n: u64| seq(tag::VECTOR, "a Vector", n);
+    // The cell a slot stands for: inline bytes, or a carried branch.
+    let resolve = |s: Slot| -> Option<Bytes> {
+        match s {
+            Slot::Inline(a, b) => Some(mc.top().encoding().slice(a..b)),
+            Slot::Ref(p) => mc
+                .branch(&ValueId(cell::ref_bytes(enc, p)))
+                .map(|c| c.encoding().clone()),
+            Slot::Nil => None,
+        }
+    };
     match ty {
-        MessageType::Query | MessageType::Transact => Ok(Some(id_of(&vector(2)?[0])?)),
-        MessageType::Status => Ok(Some(id_of(&vector(1)?[0])?)),
+        MessageType::Query | MessageType::Transact => Ok(Some(id_at(vector(2)?)?)),
+        MessageType::Status => Ok(Some(id_at(vector(1)?)?)),
         MessageType::MissingData => {
-            let items = vector(2)?;
-            let id = id_of(&items[0])?;
-            let ok = mc
-                .resolve(&items[1])
-                .and_then(|c| c.as_blob_leaf())
-                .is_some_and(|b| !b.is_empty() && b.len() % 32 == 0 && b.len() / 32 <= MAX_MISSING_PER_REQUEST);
+            let at = vector(2)?;
+            let id = id_at(at)?;
+            let [_, list] = cell::seq_slots::<2>(enc, at).ok_or(P::WrongCount)?;
+            let ok = resolve(list)
+                .and_then(|c| cell::blob_leaf_len(&c))
+                .is_some_and(|n| n > 0 && n % 32 == 0 && n / 32 <= MAX_MISSING_PER_REQUEST);
             if !ok {
                 return Err(P::BadHashList);
             }
             Ok(Some(id))
         }
         MessageType::Data => {
-            let items = vector(2)?;
-            let id = id_of(&items[0])?;
-            let is_vector = match &items[1] {
-                Child::Inline(c) => c.tag() == tag::VECTOR,
-                Child::Ref(_) => mc.resolve(&items[1]).is_none_or(|c| c.tag() == tag::VECTOR),
-                Child::Nil => false,
+            let at = vector(2)?;
+            let id = id_at(at)?;
+            let [_, cells] = cell::seq_slots::<2>(enc, at).ok_or(P::WrongCount)?;
+            let is_vector = match cells {
+                Slot::Inline(a, _) => enc[a] == tag::VECTOR,
+                // A partial DATA may leave its list out; a carried one must be a Vector.
+                Slot::Ref(_) => resolve(cells).is_none_or(|c| c.first() == Some(&tag::VECTOR)),
+                Slot::Nil => false,
             };
             if !is_vector {
                 return Err(P::WrongTopCell("[id, Vector]"));
@@ -249,17 +270,12 @@ fn check_shape(ty: MessageType, mc: &MultiCell) -> Result<Option<u64>, P> {
             Ok(Some(id))
         }
         MessageType::Result => {
-            if top.tag() != tag::RESULT {
-                return Err(P::WrongTopCell("a Result record (0xdd)"));
-            }
-            let items = match top.seq_leaf() {
-                Some((5, items)) => items,
-                _ => return Err(P::WrongCount),
-            };
-            let id = id_of(&items[0])?;
-            match &items[2] {
-                Child::Nil => {}
-                Child::Inline(c) if c.tag() == tag::KEYWORD => {}
+            let at = seq(tag::RESULT, "a Result record (0xdd)", 5)?;
+            let id = id_at(at)?;
+            let [_, _, err] = cell::seq_slots::<3>(enc, at).ok_or(P::WrongCount)?;
+            match err {
+                Slot::Nil => {}
+                Slot::Inline(a, _) if enc[a] == tag::KEYWORD => {}
                 _ => return Err(P::BadErrorCode),
             }
             Ok(Some(id))

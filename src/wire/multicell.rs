@@ -17,7 +17,6 @@ use bytes::{BufMut, Bytes};
 use super::cell::{self, Cell, MAX_EMBEDDED_LEN, Scanner, WireConfig, ref_bytes, tag};
 use super::error::{DecodeError, DecodeErrorKind as K};
 use super::hash::{HashAlg, ValueId};
-use super::reader::Reader;
 use super::vlq;
 
 /// One branch cell of a decoded message.
@@ -31,8 +30,18 @@ struct Branch {
 /// A decoded, validated multi-cell encoding.
 #[derive(Debug, Clone)]
 pub struct MultiCell {
+    /// The buffer the encoding lies in; it starts at `start` (a message keeps
+    /// its type byte in front, so decoding needs no re-slicing).
     data: Bytes,
-    top_len: usize,
+    start: usize,
+    top_end: usize,
+    /// Branches and missing refs; `None` for a single cell without Refs (the
+    /// common case stays small and allocation-free).
+    index: Option<Box<Index>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Index {
     /// Sorted by value ID (binary-searchable).
     branches: Vec<Branch>,
     /// Sorted, without duplicates.
@@ -42,69 +51,120 @@ pub struct MultiCell {
 impl MultiCell {
     /// Decodes and validates a multi-cell encoding.
     pub fn decode(data: Bytes, cfg: &WireConfig) -> Result<MultiCell, DecodeError> {
-        Self::decode_at(data, 0, cfg)
+        Self::decode_from(data, 0, cfg)
     }
 
-    /// As [`MultiCell::decode`]; error offsets are shifted by `base` (the
-    /// position of `data` inside a larger input, e.g. after a type byte).
-    pub(crate) fn decode_at(data: Bytes, base: usize, cfg: &WireConfig) -> Result<MultiCell, DecodeError> {
+    /// As [`MultiCell::decode`] for the encoding at `data[start..]`; error
+    /// offsets are positions in `data`.
+    #[inline]
+    pub(crate) fn decode_from(
+        data: Bytes,
+        start: usize,
+        cfg: &WireConfig,
+    ) -> Result<MultiCell, DecodeError> {
         let mut refs: Vec<usize> = Vec::new();
-        let top_len = cell::scan(&data, base, cfg, &mut refs)?;
-        if top_len == data.len() && refs.is_empty() {
+        let top_end = cell::scan(&data, start, cfg, &mut refs)?;
+        if top_end == data.len() && refs.is_empty() {
             // Single cell, no refs: the common case allocates nothing more.
-            return Ok(MultiCell { data, top_len, branches: Vec::new(), missing: Vec::new() });
+            return Ok(MultiCell {
+                data,
+                start,
+                top_end,
+                index: None,
+            });
         }
+        Self::decode_branches(data, start, top_end, refs, cfg)
+    }
+
+    /// The multi-cell part: branch cells after the top, reachability, missing refs.
+    #[inline(never)]
+    fn decode_branches(
+        data: Bytes,
+        start: usize,
+        top_end: usize,
+        mut refs: Vec<usize>,
+        cfg: &WireConfig,
+    ) -> Result<MultiCell, DecodeError> {
         let top_refs = refs.len();
+        // One scanner for all branches, so its key-hash memo serves every
+        // cell (Map keys repeat across branches).
+        let mut s = Scanner::new(&data, 0, Some(cfg.hash), &mut refs);
 
         // Branch cells, in wire order. `ref_ranges[i]` is the slice of `refs`
         // holding branch i's Ref positions; `headers[i]` its length prefix offset.
         let mut branches: Vec<Branch> = Vec::new();
         let mut ref_ranges: Vec<(usize, usize)> = Vec::new();
         let mut headers: Vec<usize> = Vec::new();
-        let mut pos = top_len;
+        let mut pos = top_end;
         while pos < data.len() {
             if branches.len() == cfg.max_branches {
-                return Err(DecodeError::new(base + pos, K::TooManyBranches { max: cfg.max_branches }));
+                return Err(DecodeError::new(
+                    pos,
+                    K::TooManyBranches {
+                        max: cfg.max_branches,
+                    },
+                ));
             }
             let hdr = pos;
             let (declared, n) =
-                vlq::decode(&data[pos..]).map_err(|e| DecodeError::new(base + pos, e.into()))?;
+                vlq::decode(&data[pos..]).map_err(|e| DecodeError::new(pos, e.into()))?;
             pos += n;
             if declared > cfg.max_cell as u64 {
-                return Err(DecodeError::new(base + hdr, K::CellTooLarge { max: cfg.max_cell }));
+                return Err(DecodeError::new(hdr, K::CellTooLarge { max: cfg.max_cell }));
             }
             if declared > (data.len() - pos) as u64 {
-                return Err(DecodeError::new(base + data.len(), K::Truncated));
+                return Err(DecodeError::new(data.len(), K::Truncated));
             }
-            let refs_before = refs.len();
-            let mut r = Reader::new(&data, base);
-            r.seek(pos);
-            let mut s = Scanner::new(r, Some(cfg.hash), &mut refs);
-            s.bounded_cell(cfg.max_cell)?;
-            let parsed = s.r.pos() - pos;
+            let refs_before = s.ref_count();
+            s.seek(pos);
+            if s.bounded_cell(cfg.max_cell).is_err() {
+                return Err(s.take_error());
+            }
+            let parsed = s.pos() - pos;
             if parsed as u64 != declared {
-                return Err(DecodeError::new(base + hdr, K::BranchLengthMismatch { declared, parsed }));
+                return Err(DecodeError::new(
+                    hdr,
+                    K::BranchLengthMismatch { declared, parsed },
+                ));
             }
             if parsed <= MAX_EMBEDDED_LEN {
-                let kind = if data[pos] == tag::NIL { K::NilBranch } else { K::EmbeddedBranch { len: parsed } };
-                return Err(DecodeError::new(base + pos, kind));
+                let kind = if data[pos] == tag::NIL {
+                    K::NilBranch
+                } else {
+                    K::EmbeddedBranch { len: parsed }
+                };
+                return Err(DecodeError::new(pos, kind));
             }
             let end = pos + parsed;
-            branches.push(Branch { id: cfg.hash.hash(&data[pos..end]), start: pos, end });
-            ref_ranges.push((refs_before, refs.len()));
+            branches.push(Branch {
+                id: cfg.hash.hash(&data[pos..end]),
+                start: pos,
+                end,
+            });
+            ref_ranges.push((refs_before, s.ref_count()));
             headers.push(hdr);
             pos = end;
         }
+        drop(s);
 
         // Index by value ID; duplicates are rejected (report the later one).
         let mut order: Vec<u32> = (0..branches.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| branches[a as usize].id.cmp(&branches[b as usize].id).then(a.cmp(&b)));
+        order.sort_unstable_by(|&a, &b| {
+            branches[a as usize]
+                .id
+                .cmp(&branches[b as usize].id)
+                .then(a.cmp(&b))
+        });
         for w in order.windows(2) {
             if branches[w[0] as usize].id == branches[w[1] as usize].id {
-                return Err(DecodeError::new(base + headers[w[1] as usize], K::DuplicateBranch));
+                return Err(DecodeError::new(headers[w[1] as usize], K::DuplicateBranch));
             }
         }
-        let find = |id: &ValueId| order.binary_search_by(|&i| branches[i as usize].id.cmp(id)).ok();
+        let find = |id: &ValueId| {
+            order
+                .binary_search_by(|&i| branches[i as usize].id.cmp(id))
+                .ok()
+        };
 
         // Walk from the top cell: mark reachable branches, collect missing refs.
         let mut reached = vec![false; branches.len()];
@@ -125,7 +185,7 @@ impl MultiCell {
             }
         }
         if let Some(i) = reached.iter().position(|r| !r) {
-            return Err(DecodeError::new(base + headers[i], K::UnreferencedBranch));
+            return Err(DecodeError::new(headers[i], K::UnreferencedBranch));
         }
         missing.sort_unstable();
         missing.dedup();
@@ -134,57 +194,77 @@ impl MultiCell {
         for &i in &order {
             sorted.push(branches[i as usize].clone());
         }
-        Ok(MultiCell { data, top_len, branches: sorted, missing })
+        Ok(MultiCell {
+            data,
+            start,
+            top_end,
+            index: Some(Box::new(Index {
+                branches: sorted,
+                missing,
+            })),
+        })
     }
 
     /// The top cell.
     pub fn top(&self) -> Cell {
-        Cell::from_validated(self.data.slice(..self.top_len))
+        Cell::from_validated(self.data.slice(self.start..self.top_end))
+    }
+
+    /// The top cell's encoding, borrowed.
+    pub(crate) fn top_slice(&self) -> &[u8] {
+        &self.data[self.start..self.top_end]
     }
 
     /// The top cell's value ID (computed on demand).
     pub fn top_id(&self, alg: HashAlg) -> ValueId {
-        alg.hash(&self.data[..self.top_len])
+        alg.hash(self.top_slice())
     }
 
-    /// The whole encoding this was decoded from.
-    pub fn bytes(&self) -> &Bytes {
-        &self.data
+    /// The whole multi-cell encoding this was decoded from.
+    pub fn bytes(&self) -> Bytes {
+        self.data.slice(self.start..)
+    }
+
+    fn branch_list(&self) -> &[Branch] {
+        self.index.as_ref().map_or(&[], |i| &i.branches)
     }
 
     /// Number of branch cells.
     pub fn branch_count(&self) -> usize {
-        self.branches.len()
+        self.branch_list().len()
     }
 
     /// The branch cell with this value ID, if the message carries it.
     pub fn branch(&self, id: &ValueId) -> Option<Cell> {
-        let i = self.branches.binary_search_by(|b| b.id.cmp(id)).ok()?;
-        let b = &self.branches[i];
+        let list = self.branch_list();
+        let i = list.binary_search_by(|b| b.id.cmp(id)).ok()?;
+        let b = &list[i];
         Some(Cell::from_validated(self.data.slice(b.start..b.end)))
     }
 
     /// Branch cells with their value IDs, ordered by value ID.
     pub fn branches(&self) -> impl Iterator<Item = (ValueId, Cell)> + '_ {
-        self.branches.iter().map(|b| (b.id, Cell::from_validated(self.data.slice(b.start..b.end))))
+        self.branch_list()
+            .iter()
+            .map(|b| (b.id, Cell::from_validated(self.data.slice(b.start..b.end))))
     }
 
     /// Value IDs referenced but not carried (sorted). Non-empty means partial.
     pub fn missing(&self) -> &[ValueId] {
-        &self.missing
+        self.index.as_ref().map_or(&[], |i| &i.missing)
     }
 
     /// True if some referenced branch is not in the message.
     pub fn is_partial(&self) -> bool {
-        !self.missing.is_empty()
+        !self.missing().is_empty()
     }
 
     /// Smallest and largest cell encoding (top and branches), in bytes.
     pub fn cell_size_range(&self) -> (usize, usize) {
-        self.branches
-            .iter()
-            .map(|b| b.end - b.start)
-            .fold((self.top_len, self.top_len), |(lo, hi), n| (lo.min(n), hi.max(n)))
+        self.branch_list().iter().map(|b| b.end - b.start).fold(
+            (self.top_end - self.start, self.top_end - self.start),
+            |(lo, hi), n| (lo.min(n), hi.max(n)),
+        )
     }
 
     /// Follows a child slot: an inline cell as is, a Ref through the branches.
@@ -200,7 +280,11 @@ impl MultiCell {
 
 /// Writes a multi-cell encoding: the top cell, then each branch with its
 /// VLQ length. The caller supplies valid cells (e.g. from the encoder).
-pub fn write_multicell<'a>(out: &mut impl BufMut, top: &[u8], branches: impl IntoIterator<Item = &'a [u8]>) {
+pub fn write_multicell<'a>(
+    out: &mut impl BufMut,
+    top: &[u8],
+    branches: impl IntoIterator<Item = &'a [u8]>,
+) {
     out.put_slice(top);
     for b in branches {
         vlq::write_len(out, b.len());
@@ -280,7 +364,13 @@ mod tests {
         m.extend_from_slice(&a);
         m.push(0);
         let e = MultiCell::decode(Bytes::from(m), &cfg()).unwrap_err();
-        assert_eq!(e.kind, K::BranchLengthMismatch { declared: 204, parsed: 203 });
+        assert_eq!(
+            e.kind,
+            K::BranchLengthMismatch {
+                declared: 204,
+                parsed: 203
+            }
+        );
         // an embedded-size branch
         let small = blob(10, 3);
         let top2 = vec_of_refs(&[HashAlg::Blake3.hash(&small)]);

@@ -22,7 +22,12 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A cursor at the start of `buf`, whose first byte is at absolute offset `base`.
     pub fn new(buf: &'a [u8], base: usize) -> Self {
-        Reader { buf, pos: 0, end: buf.len(), base }
+        Reader {
+            buf,
+            pos: 0,
+            end: buf.len(),
+            base,
+        }
     }
 
     /// The current read limit (relative position).

@@ -132,12 +132,22 @@ fn every_decode_error_variant_has_a_known_bad_input() {
     let cases: Vec<(Via, Vec<u8>, K, usize)> = vec![
         (Via::Cell, h("12 01"), K::Truncated, 1),
         (Via::Cell, h("31 80 01"), K::VlqLeadingZero, 1),
-        (Via::Cell, h("e0 ff ff ff ff ff ff ff ff ff 7f"), K::VlqOverflow, 1),
+        (
+            Via::Cell,
+            h("e0 ff ff ff ff ff ff ff ff ff 7f"),
+            K::VlqOverflow,
+            1,
+        ),
         (Via::Cell, h("01"), K::IllegalTag(0x01), 0),
         (Via::Cell, h("80 01 85"), K::IllegalTag(0x85), 2),
         (Via::Cell, ref_top, K::RefNotAllowed, 0),
         (Via::Cell, h("11 00"), K::NonMinimalInteger, 0),
-        (Via::Cell, h("19 08 01 02 03 04 05 06 07 08"), K::BigIntLength(8), 0),
+        (
+            Via::Cell,
+            h("19 08 01 02 03 04 05 06 07 08"),
+            K::BigIntLength(8),
+            0,
+        ),
         (Via::Cell, h("3d 00 41"), K::NonMinimalChar, 0),
         (Via::Cell, h("3e 11 00 00"), K::CharOutOfRange(0x110000), 0),
         (Via::Cell, h("33 00"), K::NameLength(0), 0),
@@ -150,15 +160,54 @@ fn every_decode_error_variant_has_a_known_bad_input() {
         (Via::Cell, h("84 02 20"), K::IndexEntryMarker(0x20), 2),
         (Via::Cell, h("84 02 00 40 00 03"), K::IndexDepth(0x40), 0),
         (Via::Cell, h("88 00 11 05"), K::SyntaxMeta, 2),
-        (Via::Multi(WireConfig { max_cell: 100, ..WireConfig::default() }), big.clone(), K::CellTooLarge { max: 100 }, 0),
-        (Via::Cell, h("00 00"), K::TrailingBytes, 1),
-        (Via::Multi(WireConfig::default()), wrong_len, K::BranchLengthMismatch { declared: 304, parsed: 303 }, top1.len()),
-        (Via::Multi(WireConfig::default()), multi(&small_top, &[&small]), K::EmbeddedBranch { len: 12 }, small_top.len() + 1),
-        (Via::Multi(WireConfig::default()), multi(&nil_top, &[&[0]]), K::NilBranch, nil_top.len() + 1),
-        (Via::Multi(WireConfig::default()), multi(&top1, &[&big, &big]), K::DuplicateBranch, top1.len() + 2 + big.len()),
-        (Via::Multi(WireConfig::default()), multi(&top1, &[&big, &big2]), K::UnreferencedBranch, top1.len() + 2 + big.len()),
         (
-            Via::Multi(WireConfig { max_branches: 1, ..WireConfig::default() }),
+            Via::Multi(WireConfig {
+                max_cell: 100,
+                ..WireConfig::default()
+            }),
+            big.clone(),
+            K::CellTooLarge { max: 100 },
+            0,
+        ),
+        (Via::Cell, h("00 00"), K::TrailingBytes, 1),
+        (
+            Via::Multi(WireConfig::default()),
+            wrong_len,
+            K::BranchLengthMismatch {
+                declared: 304,
+                parsed: 303,
+            },
+            top1.len(),
+        ),
+        (
+            Via::Multi(WireConfig::default()),
+            multi(&small_top, &[&small]),
+            K::EmbeddedBranch { len: 12 },
+            small_top.len() + 1,
+        ),
+        (
+            Via::Multi(WireConfig::default()),
+            multi(&nil_top, &[&[0]]),
+            K::NilBranch,
+            nil_top.len() + 1,
+        ),
+        (
+            Via::Multi(WireConfig::default()),
+            multi(&top1, &[&big, &big]),
+            K::DuplicateBranch,
+            top1.len() + 2 + big.len(),
+        ),
+        (
+            Via::Multi(WireConfig::default()),
+            multi(&top1, &[&big, &big2]),
+            K::UnreferencedBranch,
+            top1.len() + 2 + big.len(),
+        ),
+        (
+            Via::Multi(WireConfig {
+                max_branches: 1,
+                ..WireConfig::default()
+            }),
             multi(&top1, &[&big, &big2]),
             K::TooManyBranches { max: 1 },
             top1.len() + 2 + big.len(),
@@ -167,10 +216,18 @@ fn every_decode_error_variant_has_a_known_bad_input() {
         (
             Via::Message,
             h("06 10"),
-            K::BadPayload { ty: "QUERY", reason: PayloadError::WrongTopCell("a Vector") },
+            K::BadPayload {
+                ty: "QUERY",
+                reason: PayloadError::WrongTopCell("a Vector"),
+            },
             1,
         ),
-        (Via::Frame(10), h("0b"), K::FrameTooLarge { len: 11, max: 10 }, 0),
+        (
+            Via::Frame(10),
+            h("0b"),
+            K::FrameTooLarge { len: 11, max: 10 },
+            0,
+        ),
         (Via::Frame(10), h("00"), K::EmptyFrame, 0),
     ];
     let mut seen = std::collections::BTreeSet::new();
@@ -180,7 +237,11 @@ fn every_decode_error_variant_has_a_known_bad_input() {
         assert_eq!(got.offset, *offset, "offset for {}", name(want));
         seen.insert(name(want));
     }
-    assert_eq!(seen.len(), ALL_VARIANTS, "every variant needs a case: have {seen:?}");
+    assert_eq!(
+        seen.len(),
+        ALL_VARIANTS,
+        "every variant needs a case: have {seen:?}"
+    );
 }
 
 #[test]
@@ -190,45 +251,95 @@ fn seed_message_shapes() {
         let b = encode_message(ty, &v, &cfg).unwrap();
         Message::decode(b, &cfg).unwrap()
     };
-    assert_eq!(ok(MessageType::Query, payload::query(7, Value::keyword("x"))).id(), Some(7));
-    assert_eq!(ok(MessageType::Transact, payload::transact(8, Value::Long(1))).id(), Some(8));
+    assert_eq!(
+        ok(MessageType::Query, payload::query(7, Value::keyword("x"))).id(),
+        Some(7)
+    );
+    assert_eq!(
+        ok(MessageType::Transact, payload::transact(8, Value::Long(1))).id(),
+        Some(8)
+    );
     assert_eq!(ok(MessageType::Status, payload::status(9)).id(), Some(9));
-    let r = ok(MessageType::Result, payload::result(10, Value::Nil, Some("LOAD"), Value::Nil));
+    let r = ok(
+        MessageType::Result,
+        payload::result(10, Value::Nil, Some("LOAD"), Value::Nil),
+    );
     assert_eq!(r.id(), Some(10));
     // 130 IDs: too many for one request.
     let ids: Vec<ValueId> = (0..130u8).map(|i| ValueId([i; 32])).collect();
-    let m = ok(MessageType::MissingData, payload::missing_data(11, &ids[..100]));
+    let m = ok(
+        MessageType::MissingData,
+        payload::missing_data(11, &ids[..100]),
+    );
     assert_eq!(m.missing_request().unwrap(), ids[..100].to_vec());
-    let too_many = encode_message(MessageType::MissingData, &payload::missing_data(12, &ids), &cfg).unwrap();
+    let too_many = encode_message(
+        MessageType::MissingData,
+        &payload::missing_data(12, &ids),
+        &cfg,
+    )
+    .unwrap();
     assert_eq!(
         Message::decode(too_many, &cfg).unwrap_err().kind,
-        K::BadPayload { ty: "MISSING_DATA", reason: PayloadError::BadHashList }
+        K::BadPayload {
+            ty: "MISSING_DATA",
+            reason: PayloadError::BadHashList
+        }
     );
-    let d = ok(MessageType::Data, payload::data(13, vec![Value::Nil, Value::blob(vec![1u8; 500])]));
+    let d = ok(
+        MessageType::Data,
+        payload::data(13, vec![Value::Nil, Value::blob(vec![1u8; 500])]),
+    );
     assert_eq!(d.id(), Some(13));
     assert_eq!(d.payload().branch_count(), 1);
     // Unknown types are carried, not rejected.
     let other = ok(MessageType::Other(0x99), Value::Long(5));
     assert_eq!(other.ty(), MessageType::Other(0x99));
     // Bad shapes name their rule.
-    let bad = |ty, v: Value| Message::decode(encode_message(ty, &v, &cfg).unwrap(), &cfg).unwrap_err().kind;
+    let bad = |ty, v: Value| {
+        Message::decode(encode_message(ty, &v, &cfg).unwrap(), &cfg)
+            .unwrap_err()
+            .kind
+    };
     assert_eq!(
         bad(MessageType::Status, Value::Vector(vec![Value::Long(-1)])),
-        K::BadPayload { ty: "STATUS", reason: PayloadError::BadId }
+        K::BadPayload {
+            ty: "STATUS",
+            reason: PayloadError::BadId
+        }
     );
     assert_eq!(
         bad(MessageType::Query, Value::Vector(vec![Value::Long(1)])),
-        K::BadPayload { ty: "QUERY", reason: PayloadError::WrongCount }
+        K::BadPayload {
+            ty: "QUERY",
+            reason: PayloadError::WrongCount
+        }
     );
     assert_eq!(
-        bad(MessageType::Result, Value::Record(0xdd, vec![Value::Long(1), Value::Nil, Value::Long(3), Value::Nil, Value::Nil])),
-        K::BadPayload { ty: "RESULT", reason: PayloadError::BadErrorCode }
+        bad(
+            MessageType::Result,
+            Value::Record(
+                0xdd,
+                vec![
+                    Value::Long(1),
+                    Value::Nil,
+                    Value::Long(3),
+                    Value::Nil,
+                    Value::Nil
+                ]
+            )
+        ),
+        K::BadPayload {
+            ty: "RESULT",
+            reason: PayloadError::BadErrorCode
+        }
     );
 }
 
 /// Arbitrary values that can stand as a top cell (anything but a Ref).
 pub(crate) fn arb_top() -> impl Strategy<Value = Value> {
-    arb_value().prop_filter("a Ref cannot be the top cell", |v| !matches!(v, Value::Ref(_)))
+    arb_value().prop_filter("a Ref cannot be the top cell", |v| {
+        !matches!(v, Value::Ref(_))
+    })
 }
 
 /// Arbitrary values covering every encodable family, including trees.
@@ -258,26 +369,52 @@ pub(crate) fn arb_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..40).prop_map(Value::Vector),
             proptest::collection::vec(inner.clone(), 0..20).prop_map(Value::List),
-            (0xd0u8..=0xdf, proptest::collection::vec(inner.clone(), 0..20)).prop_map(|(t, v)| Value::Record(t, v)),
+            (
+                0xd0u8..=0xdf,
+                proptest::collection::vec(inner.clone(), 0..20)
+            )
+                .prop_map(|(t, v)| Value::Record(t, v)),
             proptest::collection::vec((any::<i64>(), inner.clone()), 0..40).prop_map(|kv| {
                 let mut seen = std::collections::HashSet::new();
-                Value::Map(kv.into_iter().filter(|(k, _)| seen.insert(*k)).map(|(k, v)| (Value::Long(k), v)).collect())
+                Value::Map(
+                    kv.into_iter()
+                        .filter(|(k, _)| seen.insert(*k))
+                        .map(|(k, v)| (Value::Long(k), v))
+                        .collect(),
+                )
             }),
             proptest::collection::vec(any::<u32>(), 0..40).prop_map(|ks| {
                 let set: std::collections::BTreeSet<_> = ks.into_iter().collect();
                 Value::Set(set.into_iter().map(|k| Value::Long(i64::from(k))).collect())
             }),
-            (inner.clone(), proptest::collection::vec((any::<u16>(), inner.clone()), 0..3)).prop_map(|(d, m)| {
-                let mut seen = std::collections::HashSet::new();
-                let meta = m.into_iter().filter(|(k, _)| seen.insert(*k)).map(|(k, v)| (Value::Long(k.into()), v)).collect();
-                Value::Syntax(Box::new(d), meta)
-            }),
-            (any::<bool>(), any::<[u8; 32]>(), inner.clone())
-                .prop_map(|(k, key, v)| Value::Signed(k.then_some(key), Box::new([7u8; 64]), Box::new(v))),
-            (0xa0u8..=0xaf, proptest::collection::btree_map(0u8..63, inner.clone(), 0..6)).prop_map(|(t, m)| {
-                Value::Sparse(t, m.into_iter().filter(|(_, v)| *v != Value::Nil).collect())
-            }),
-            (0xc0u8..=0xcf, inner.clone(), inner).prop_map(|(t, c, v)| Value::Coded(t, Box::new(c), Box::new(v))),
+            (
+                inner.clone(),
+                proptest::collection::vec((any::<u16>(), inner.clone()), 0..3)
+            )
+                .prop_map(|(d, m)| {
+                    let mut seen = std::collections::HashSet::new();
+                    let meta = m
+                        .into_iter()
+                        .filter(|(k, _)| seen.insert(*k))
+                        .map(|(k, v)| (Value::Long(k.into()), v))
+                        .collect();
+                    Value::Syntax(Box::new(d), meta)
+                }),
+            (any::<bool>(), any::<[u8; 32]>(), inner.clone()).prop_map(
+                |(k, key, v)| Value::Signed(k.then_some(key), Box::new([7u8; 64]), Box::new(v))
+            ),
+            (
+                0xa0u8..=0xaf,
+                proptest::collection::btree_map(0u8..63, inner.clone(), 0..6)
+            )
+                .prop_map(|(t, m)| {
+                    Value::Sparse(t, m.into_iter().filter(|(_, v)| *v != Value::Nil).collect())
+                }),
+            (0xc0u8..=0xcf, inner.clone(), inner).prop_map(|(t, c, v)| Value::Coded(
+                t,
+                Box::new(c),
+                Box::new(v)
+            )),
         ]
     })
 }

@@ -1,0 +1,83 @@
+//! Harnesses shared by the fuzz targets under `fuzz/` and by an ordinary test
+//! that replays the committed corpus (`tests/fuzz_corpus.rs`): one property
+//! harness, run both ways (as s2n-quic does).
+//!
+//! Each harness takes arbitrary bytes, must never panic, and checks the
+//! invariants the decoders promise.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::wire::{self, FrameDecoder, Message, MultiCell, WireConfig};
+
+/// Feeds `data` to a [`FrameDecoder`] in pieces whose sizes come from the
+/// first byte, decoding every complete frame as a message.
+pub fn frame_decoder(data: &[u8]) {
+    let Some((&step, rest)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(step % 32) + 1;
+    let max = 4096;
+    let mut d = FrameDecoder::new(max);
+    let mut buf = BytesMut::new();
+    let mut fed = 0usize;
+    let mut framed = 0usize;
+    for chunk in rest.chunks(step) {
+        buf.extend_from_slice(chunk);
+        fed += chunk.len();
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    assert!(
+                        !frame.is_empty() && frame.len() <= max,
+                        "frame length outside limits"
+                    );
+                    framed += frame.len();
+                    let _ = Message::decode(frame.freeze(), &WireConfig::default());
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        // Consumed plus buffered is exactly what was fed.
+        assert_eq!(d.consumed() as usize + buf.len(), fed);
+        assert!(framed <= fed);
+        // A pending frame never asks for more than the limit allows.
+        assert!(d.wanted(&buf) <= max + wire::vlq::MAX_LEN);
+    }
+}
+
+/// Decodes `data` as a multi-cell encoding under both hash choices and checks
+/// what a successful decode promises.
+pub fn multicell(data: &[u8]) {
+    for cfg in [WireConfig::default(), WireConfig::convex()] {
+        let Ok(mc) = MultiCell::decode(Bytes::copy_from_slice(data), &cfg) else {
+            continue;
+        };
+        let (lo, hi) = mc.cell_size_range();
+        assert!(lo >= 1 && hi <= cfg.max_cell);
+        for (id, cell) in mc.branches() {
+            assert_eq!(
+                cell.value_id(cfg.hash),
+                id,
+                "branch indexed under its own hash"
+            );
+            assert!(cell.len() > wire::cell::MAX_EMBEDDED_LEN);
+        }
+        for id in mc.missing() {
+            assert!(mc.branch(id).is_none(), "a missing ref is not carried");
+        }
+        // Reading the value is bounded and, when it succeeds, re-encodes to
+        // the same top cell unless an opaque cell stands in for part of it.
+        if let Ok(v) = wire::to_value(&mc) {
+            if let Ok(enc) = wire::encode(&v, &cfg) {
+                if !format!("{v:?}").contains("Cell(") {
+                    assert_eq!(
+                        &enc.top,
+                        mc.top().encoding(),
+                        "canonical input re-encodes identically"
+                    );
+                }
+            }
+        }
+    }
+}
