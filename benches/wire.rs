@@ -17,21 +17,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use shardwire::wire::{
-    HashAlg, Message, MessageType, MultiCell, Value, WireConfig, encode, encode_message, payload,
-    to_value,
+    HashAlg, Message, MessageType, MultiCell, Value, WireConfig, encode, encode_message, payload, to_value,
 };
 
 fn small_messages(c: &mut Criterion) {
     let cfg = WireConfig::default();
     let msgs: Vec<Bytes> = (0..1000u64)
-        .map(|i| {
-            encode_message(
-                MessageType::Query,
-                &payload::query(i, Value::blob(vec![i as u8; 56])),
-                &cfg,
-            )
-            .unwrap()
-        })
+        .map(|i| encode_message(MessageType::Query, &payload::query(i, Value::blob(vec![i as u8; 56])), &cfg).unwrap())
         .collect();
     let payload_len = msgs[0].len() - 1;
     let mut g = c.benchmark_group("small");
@@ -73,29 +65,19 @@ fn cells_of(mc: &MultiCell) -> Vec<Bytes> {
 }
 
 fn genesis(c: &mut Criterion) {
-    let raw = Bytes::from(
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/genesis.cad3"
-        ))
-        .unwrap(),
-    );
+    let raw = Bytes::from(std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/genesis.cad3")).unwrap());
     let sha3 = WireConfig::convex();
     let mc = MultiCell::decode(raw.clone(), &sha3).unwrap();
     // The same tree re-encoded with BLAKE3 value IDs (Index subtrees pass
     // through as opaque cells, so it is slightly smaller and partial).
-    let b3 = WireConfig {
-        hash: HashAlg::Blake3,
-        ..sha3
-    };
+    let b3 = WireConfig { hash: HashAlg::Blake3, ..sha3 };
     let b3_bytes = encode(&to_value(&mc).unwrap(), &b3).unwrap().to_bytes();
     let b3_mc = MultiCell::decode(b3_bytes.clone(), &b3).unwrap();
 
     let mut g = c.benchmark_group("genesis");
-    for (name, bytes, cfg, cells) in [
-        ("sha3", raw.clone(), sha3, cells_of(&mc)),
-        ("blake3", b3_bytes.clone(), b3, cells_of(&b3_mc)),
-    ] {
+    for (name, bytes, cfg, cells) in
+        [("sha3", raw.clone(), sha3, cells_of(&mc)), ("blake3", b3_bytes.clone(), b3, cells_of(&b3_mc))]
+    {
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         g.bench_function(format!("decode_{name}_{}cells", cells.len()), |b| {
             b.iter(|| {
@@ -115,10 +97,7 @@ fn genesis(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+    Criterion::default().sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
 criterion_group! { name = benches; config = config(); targets = small_messages, genesis }

@@ -13,8 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use shardwire::wire::{
-    HashAlg, Message, MessageType, MultiCell, Value, WireConfig, encode, encode_message, payload,
-    to_value,
+    HashAlg, Message, MessageType, MultiCell, Value, WireConfig, encode, encode_message, payload, to_value,
 };
 
 const ROUNDS: usize = 60;
@@ -41,14 +40,7 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful either way.
     let cfg = WireConfig::default();
     let msgs: Vec<Bytes> = (0..1000u64)
-        .map(|i| {
-            encode_message(
-                MessageType::Query,
-                &payload::query(i, Value::blob(vec![i as u8; 56])),
-                &cfg,
-            )
-            .unwrap()
-        })
+        .map(|i| encode_message(MessageType::Query, &payload::query(i, Value::blob(vec![i as u8; 56])), &cfg).unwrap())
         .collect();
     let (a, b, r) = ab(
         || {
@@ -82,19 +74,10 @@ fn main() {
         b * 1e9
     );
 
-    let raw = Bytes::from(
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/genesis.cad3"
-        ))
-        .unwrap(),
-    );
+    let raw = Bytes::from(std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/genesis.cad3")).unwrap());
     let sha3 = WireConfig::convex();
     let mc = MultiCell::decode(raw.clone(), &sha3).unwrap();
-    let b3 = WireConfig {
-        hash: HashAlg::Blake3,
-        ..sha3
-    };
+    let b3 = WireConfig { hash: HashAlg::Blake3, ..sha3 };
     let b3_bytes = encode(&to_value(&mc).unwrap(), &b3).unwrap().to_bytes();
     for (name, bytes, c) in [("sha3-256", raw, sha3), ("blake3", b3_bytes, b3)] {
         let m = MultiCell::decode(bytes.clone(), &c).unwrap();

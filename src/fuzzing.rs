@@ -27,10 +27,7 @@ pub fn frame_decoder(data: &[u8]) {
         loop {
             match d.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    assert!(
-                        !frame.is_empty() && frame.len() <= max,
-                        "frame length outside limits"
-                    );
+                    assert!(!frame.is_empty() && frame.len() <= max, "frame length outside limits");
                     framed += frame.len();
                     let _ = Message::decode(frame.freeze(), &WireConfig::default());
                 }
@@ -56,28 +53,40 @@ pub fn multicell(data: &[u8]) {
         let (lo, hi) = mc.cell_size_range();
         assert!(lo >= 1 && hi <= cfg.max_cell);
         for (id, cell) in mc.branches() {
-            assert_eq!(
-                cell.value_id(cfg.hash),
-                id,
-                "branch indexed under its own hash"
-            );
+            assert_eq!(cell.value_id(cfg.hash), id, "branch indexed under its own hash");
             assert!(cell.len() > wire::cell::MAX_EMBEDDED_LEN);
         }
         for id in mc.missing() {
             assert!(mc.branch(id).is_none(), "a missing ref is not carried");
         }
         // Reading the value is bounded and, when it succeeds, re-encodes to
-        // the same top cell unless an opaque cell stands in for part of it.
+        // the same top cell — unless an opaque cell stands in for part of it,
+        // or it holds a Map/Set tree: how a hash tree partitions its entries
+        // is a structural rule the decoder does not check (docs/protocol.md 3.3).
         if let Ok(v) = wire::to_value(&mc) {
             if let Ok(enc) = wire::encode(&v, &cfg) {
-                if !format!("{v:?}").contains("Cell(") {
-                    assert_eq!(
-                        &enc.top,
-                        mc.top().encoding(),
-                        "canonical input re-encodes identically"
-                    );
+                if !has_opaque_or_hash_tree(&v) {
+                    assert_eq!(&enc.top, mc.top().encoding(), "canonical input re-encodes identically");
                 }
             }
         }
+    }
+}
+
+fn has_opaque_or_hash_tree(v: &wire::Value) -> bool {
+    use wire::Value as V;
+    match v {
+        V::Cell(_) => true,
+        V::Map(e) => e.len() > 15 || e.iter().any(|(k, x)| has_opaque_or_hash_tree(k) || has_opaque_or_hash_tree(x)),
+        V::Set(e) => e.len() > 15 || e.iter().any(has_opaque_or_hash_tree),
+        V::Vector(e) | V::List(e) | V::Record(_, e) => e.iter().any(has_opaque_or_hash_tree),
+        V::Syntax(d, m) => {
+            has_opaque_or_hash_tree(d)
+                || m.iter().any(|(k, x)| has_opaque_or_hash_tree(k) || has_opaque_or_hash_tree(x))
+        }
+        V::Signed(_, _, x) => has_opaque_or_hash_tree(x),
+        V::Sparse(_, f) => f.iter().any(|(_, x)| has_opaque_or_hash_tree(x)),
+        V::Coded(_, a, b) => has_opaque_or_hash_tree(a) || has_opaque_or_hash_tree(b),
+        _ => false,
     }
 }

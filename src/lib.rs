@@ -14,3 +14,8 @@ pub mod wire;
 
 #[doc(hidden)]
 pub mod fuzzing;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -51,11 +51,7 @@ fn inspect(args: InspectArgs) -> ExitCode {
         }
     };
     let hash: HashAlg = args.hash.parse().unwrap_or_default();
-    let cfg = WireConfig {
-        max_cell: args.max_cell,
-        hash,
-        ..WireConfig::default()
-    };
+    let cfg = WireConfig { max_cell: args.max_cell, hash, ..WireConfig::default() };
     let total = data.len();
     let decoded = if args.message {
         Message::decode(data, &cfg).map(|m| (Some(m.ty()), m.payload().clone()))

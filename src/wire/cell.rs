@@ -84,22 +84,14 @@ pub struct WireConfig {
 
 impl Default for WireConfig {
     fn default() -> Self {
-        WireConfig {
-            max_cell: DEFAULT_MAX_CELL,
-            max_branches: 4096,
-            hash: HashAlg::Blake3,
-        }
+        WireConfig { max_cell: DEFAULT_MAX_CELL, max_branches: 4096, hash: HashAlg::Blake3 }
     }
 }
 
 impl WireConfig {
     /// Settings that read real Convex 0.8 data: SHA3-256, cells up to 16383 bytes.
     pub fn convex() -> Self {
-        WireConfig {
-            max_cell: CONVEX_MAX_CELL,
-            max_branches: 1 << 16,
-            hash: HashAlg::Sha3_256,
-        }
+        WireConfig { max_cell: CONVEX_MAX_CELL, max_branches: 1 << 16, hash: HashAlg::Sha3_256 }
     }
 }
 
@@ -149,16 +141,34 @@ pub(crate) struct Scanner<'a, 'r> {
     memo: Option<Box<KeyMemo>>,
     keys_hashed: u32,
     error: Option<DecodeError>,
+    /// What each Ref in a tree-child position must point to, by the Ref's
+    /// hash position (ascending): checked when the branch is in the message.
+    expects: Vec<(usize, Expect)>,
+}
+
+/// The cell a tree child must be: its tag and, where fixed, its element
+/// count (Vector) or byte length (Blob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expect {
+    pub tag: u8,
+    pub count: Option<u64>,
+}
+
+impl Expect {
+    /// Whether a (validated) cell encoding is what is expected.
+    pub fn matches(&self, enc: &[u8]) -> bool {
+        match enc.split_first() {
+            Some((&t, rest)) if t == self.tag => {
+                self.count.is_none_or(|c| super::vlq::decode(rest).is_ok_and(|(n, _)| n == c))
+            }
+            _ => false,
+        }
+    }
 }
 
 impl<'a, 'r> Scanner<'a, 'r> {
     /// A scanner at the start of `buf` (absolute offset `base`).
-    pub fn new(
-        buf: &'a [u8],
-        base: usize,
-        order: Option<HashAlg>,
-        refs: &'r mut Vec<usize>,
-    ) -> Self {
+    pub fn new(buf: &'a [u8], base: usize, order: Option<HashAlg>, refs: &'r mut Vec<usize>) -> Self {
         Scanner {
             buf,
             pos: 0,
@@ -169,6 +179,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             memo: None,
             keys_hashed: 0,
             error: None,
+            expects: Vec::new(),
         }
     }
 
@@ -192,9 +203,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
 
     /// The error behind a [`Fail`] (a generic one if none was recorded).
     pub fn take_error(&mut self) -> DecodeError {
-        self.error
-            .take()
-            .unwrap_or(DecodeError::new(self.base + self.pos, K::Truncated))
+        self.error.take().unwrap_or(DecodeError::new(self.base + self.pos, K::Truncated))
     }
 
     #[cold]
@@ -219,11 +228,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
 
     #[inline]
     fn peek(&mut self) -> R<u8> {
-        if self.pos < self.end {
-            Ok(self.buf[self.pos])
-        } else {
-            Err(self.fail(self.pos, K::Truncated))
-        }
+        if self.pos < self.end { Ok(self.buf[self.pos]) } else { Err(self.fail(self.pos, K::Truncated)) }
     }
 
     #[inline]
@@ -278,16 +283,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
         self.end = window;
         let res = self.cell(0);
         self.end = outer_end;
-        if res.is_err()
-            && window < outer_end
-            && matches!(
-                self.error,
-                Some(DecodeError {
-                    kind: K::Truncated,
-                    ..
-                })
-            )
-        {
+        if res.is_err() && window < outer_end && matches!(self.error, Some(DecodeError { kind: K::Truncated, .. })) {
             // Wanting more bytes than a window narrower than the input proves
             // the cell is longer than `max`.
             self.error = Some(DecodeError::new(self.base + start, K::CellTooLarge { max }));
@@ -443,6 +439,25 @@ impl<'a, 'r> Scanner<'a, 'r> {
         }
     }
 
+    /// A non-nil child that must be the cell `want` describes: checked now
+    /// when inline, recorded for the branch walk when a Ref.
+    fn typed_kid(&mut self, depth: u32, want: Expect) -> R<()> {
+        let start = self.pos;
+        match self.nonnil_kid(depth)? {
+            KID_INLINE if !want.matches(&self.buf[start..self.pos]) => Err(self.fail(start, K::TreeChild)),
+            KID_REF if self.order.is_some() => {
+                self.expects.push((start + 1, want));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The tree-child expectations recorded so far (sorted by Ref position).
+    pub fn take_expects(&mut self) -> Vec<(usize, Expect)> {
+        std::mem::take(&mut self.expects)
+    }
+
     /// One child of a cell at `depth`: nil, a Ref, or an embedded cell of
     /// at most 140 bytes, with its position.
     #[inline]
@@ -481,17 +496,9 @@ impl<'a, 'r> Scanner<'a, 'r> {
         }
         let (k, child_len) = blob_tree_shape(n);
         for i in 0..k {
-            let start = self.pos;
-            let expect = if i + 1 < k {
-                child_len
-            } else {
-                n - child_len * (k - 1)
-            };
-            if self.nonnil_kid(depth)? == KID_INLINE
-                && inline_blob_len(&self.buf[start..self.pos]) != Some(expect)
-            {
-                return Err(self.fail(start, K::BlobTreeChild));
-            }
+            // Children of Blob and String trees are Blobs.
+            let len = if i + 1 < k { child_len } else { n - child_len * (k - 1) };
+            self.typed_kid(depth, Expect { tag: tag::BLOB, count: Some(len) })?;
         }
         Ok(())
     }
@@ -500,15 +507,20 @@ impl<'a, 'r> Scanner<'a, 'r> {
     fn vector_body(&mut self, depth: u32) -> R<()> {
         let count = self.vlq()?;
         if is_vector_leaf(count) {
-            for _ in 0..vector_leaf_items(count) {
+            let m = vector_leaf_items(count);
+            for _ in 0..m {
                 self.kid(depth)?;
             }
             if count > 16 {
-                self.nonnil_kid(depth)?;
+                // The prefix: a Vector of the first count - m elements.
+                self.typed_kid(depth, Expect { tag: tag::VECTOR, count: Some(count - m) })?;
             }
         } else {
-            for _ in 0..vector_tree_children(count) {
-                self.nonnil_kid(depth)?;
+            let size = vector_tree_child_size(count);
+            let n = vector_tree_children(count);
+            for i in 0..n {
+                let c = if i + 1 < n { size } else { count - size * (n - 1) };
+                self.typed_kid(depth, Expect { tag: tag::VECTOR, count: Some(c) })?;
             }
         }
         Ok(())
@@ -551,8 +563,9 @@ impl<'a, 'r> Scanner<'a, 'r> {
         if n < 2 {
             return Err(self.fail(start, K::TreeChildren(n)));
         }
+        let want = Expect { tag: if with_values { tag::MAP } else { tag::SET }, count: None };
         for _ in 0..n {
-            self.nonnil_kid(depth)?;
+            self.typed_kid(depth, want)?;
         }
         Ok(())
     }
@@ -588,7 +601,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             return Err(self.fail(start, K::TreeChildren(n)));
         }
         for _ in 0..n {
-            self.nonnil_kid(depth)?;
+            self.typed_kid(depth, Expect { tag: tag::INDEX, count: None })?;
         }
         Ok(())
     }
@@ -645,17 +658,13 @@ impl KeyMemo {
     const AFTER: u32 = 64;
 
     fn new() -> Self {
-        KeyMemo {
-            slots: vec![(0, 0, ValueId([0; 32])); Self::SLOTS],
-        }
+        KeyMemo { slots: vec![(0, 0, ValueId([0; 32])); Self::SLOTS] }
     }
 
     fn get(&mut self, buf: &[u8], a: usize, b: usize, alg: HashAlg) -> ValueId {
         let key = &buf[a..b];
         // FNV-1a: a few nanoseconds for keys of a few bytes.
-        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-            (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
-        });
+        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3));
         let slot = &mut self.slots[(h as usize) % Self::SLOTS];
         let (sa, sb) = (slot.0 as usize, slot.1 as usize);
         if sb > sa && buf.get(sa..sb) == Some(key) {
@@ -683,14 +692,6 @@ pub(crate) fn blob_leaf_len(enc: &[u8]) -> Option<usize> {
             Ok((n, _)) if n <= BLOB_CHUNK => Some(n as usize),
             _ => None,
         },
-        _ => None,
-    }
-}
-
-/// For an inline blob cell (already validated), its length field.
-fn inline_blob_len(enc: &[u8]) -> Option<u64> {
-    match enc {
-        [tag::BLOB, rest @ ..] => super::vlq::decode(rest).ok().map(|(n, _)| n),
         _ => None,
     }
 }
@@ -744,13 +745,13 @@ pub(crate) fn scan(
     start: usize,
     cfg: &WireConfig,
     refs: &mut Vec<usize>,
-) -> Result<usize, DecodeError> {
+) -> Result<(usize, Vec<(usize, Expect)>), DecodeError> {
     let mut s = Scanner::new(buf, 0, Some(cfg.hash), refs);
     s.seek(start);
     if s.bounded_cell(cfg.max_cell).is_err() {
         return Err(s.take_error());
     }
-    Ok(s.pos())
+    Ok((s.pos(), s.take_expects()))
 }
 
 /// A validated cell: a zero-copy view of its encoding.
@@ -770,7 +771,7 @@ impl Cell {
     /// at most `cfg.max_cell` bytes. Refs inside it are not resolved.
     pub fn decode(enc: Bytes, cfg: &WireConfig) -> Result<Cell, DecodeError> {
         let mut refs = Vec::new();
-        let n = scan(&enc, 0, cfg, &mut refs)?;
+        let (n, _) = scan(&enc, 0, cfg, &mut refs)?;
         if n != enc.len() {
             return Err(DecodeError::new(n, K::TrailingBytes));
         }
@@ -820,9 +821,7 @@ impl Cell {
         if s.cell(0).is_err() {
             return Vec::new();
         }
-        refs.into_iter()
-            .map(|p| ValueId(ref_bytes(&self.enc, p)))
-            .collect()
+        refs.into_iter().map(|p| ValueId(ref_bytes(&self.enc, p))).collect()
     }
 
     /// The signed 64-bit value, if this is a Long (0x10-0x18).
@@ -893,9 +892,7 @@ impl Cell {
         match slot {
             Slot::Nil => Child::Nil,
             Slot::Ref(p) => Child::Ref(ValueId(ref_bytes(&self.enc, p))),
-            Slot::Inline(a, b) => Child::Inline(Cell {
-                enc: self.enc.slice(a..b),
-            }),
+            Slot::Inline(a, b) => Child::Inline(Cell { enc: self.enc.slice(a..b) }),
         }
     }
 }
@@ -977,11 +974,7 @@ pub(crate) fn walk_children(enc: &[u8], mut f: impl FnMut(Slot)) -> Option<()> {
             let a = s.pos();
             s.cell(0).ok()?;
             let b = s.pos();
-            f(if b - a == 1 {
-                Slot::Nil
-            } else {
-                Slot::Inline(a, b)
-            });
+            f(if b - a == 1 { Slot::Nil } else { Slot::Inline(a, b) });
         }
         tag::SIGNED => {
             s.skip(96).ok()?;

@@ -66,10 +66,13 @@ pub enum DecodeErrorKind {
     /// prefix, sparse record field, blob tree child).
     #[error("nil is not allowed in this child position")]
     NilChild,
-    /// A blob/string tree child written inline that is not a blob of the
-    /// exact remaining length.
-    #[error("inline blob-tree child is not a blob of the expected length")]
-    BlobTreeChild,
+    /// A tree child or vector prefix that is not the cell its parent
+    /// requires: a Blob of the exact length under a Blob/String tree, a
+    /// Vector of the exact count under a vector tree or as a prefix, a Map /
+    /// Set / Index under a Map / Set / Index tree. Checked for inline
+    /// children and for carried branches.
+    #[error("tree child is not the cell its parent requires (type or count)")]
+    TreeChild,
     /// Map or Set leaf entries not strictly ascending by key value ID.
     #[error("map/set entries are not in strictly ascending key-hash order")]
     KeyOrder,

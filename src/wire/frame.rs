@@ -38,10 +38,7 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder that rejects frames longer than `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        FrameDecoder {
-            max_frame,
-            consumed: 0,
-        }
+        FrameDecoder { max_frame, consumed: 0 }
     }
 
     /// The configured maximum frame body length.
@@ -63,18 +60,9 @@ impl FrameDecoder {
             Ok((0, _)) => Err(DecodeError::new(at, K::EmptyFrame)),
             Ok((len, header_len)) if len > self.max_frame as u64 => {
                 let _ = header_len;
-                Err(DecodeError::new(
-                    at,
-                    K::FrameTooLarge {
-                        len,
-                        max: self.max_frame,
-                    },
-                ))
+                Err(DecodeError::new(at, K::FrameTooLarge { len, max: self.max_frame }))
             }
-            Ok((len, header_len)) => Ok(Some(FrameHeader {
-                len: len as usize,
-                header_len,
-            })),
+            Ok((len, header_len)) => Ok(Some(FrameHeader { len: len as usize, header_len })),
             Err(VlqError::Truncated) => Ok(None),
             Err(e) => Err(DecodeError::new(at, e.into())),
         }
@@ -154,13 +142,7 @@ mod tests {
         let d = FrameDecoder::new(100);
         // Header claims 2^40 bytes; only the header is present.
         let e = d.header(&[0xa0, 0x80, 0x80, 0x80, 0x80, 0x00]).unwrap_err();
-        assert_eq!(
-            e.kind,
-            K::FrameTooLarge {
-                len: 1 << 40,
-                max: 100
-            }
-        );
+        assert_eq!(e.kind, K::FrameTooLarge { len: 1 << 40, max: 100 });
         assert_eq!(d.header(&[0x00]).unwrap_err().kind, K::EmptyFrame);
         assert_eq!(d.header(&[0x80, 0x01]).unwrap_err().kind, K::VlqLeadingZero);
         assert_eq!(d.header(&[0x81]).unwrap(), None);

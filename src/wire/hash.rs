@@ -41,9 +41,7 @@ impl std::str::FromStr for HashAlg {
         match s {
             "blake3" => Ok(HashAlg::Blake3),
             "sha3-256" | "sha3" => Ok(HashAlg::Sha3_256),
-            other => Err(format!(
-                "unknown hash '{other}' (expected blake3 or sha3-256)"
-            )),
+            other => Err(format!("unknown hash '{other}' (expected blake3 or sha3-256)")),
         }
     }
 }
@@ -58,13 +56,8 @@ impl Ord for ValueId {
     /// for 32 bytes, which the decoder does thousands of times per message).
     #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let w = |b: &[u8; 32], i: usize| {
-            u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
-        };
-        (0..4)
-            .map(|i| w(&self.0, i).cmp(&w(&other.0, i)))
-            .find(|o| o.is_ne())
-            .unwrap_or(std::cmp::Ordering::Equal)
+        let w = |b: &[u8; 32], i: usize| u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        (0..4).map(|i| w(&self.0, i).cmp(&w(&other.0, i))).find(|o| o.is_ne()).unwrap_or(std::cmp::Ordering::Equal)
     }
 }
 
@@ -151,9 +144,6 @@ mod tests {
         let mut id = [0u8; 32];
         id[0] = 0xab;
         let v = ValueId(id);
-        assert_eq!(
-            (v.hex_digit(0), v.hex_digit(1), v.hex_digit(2)),
-            (0xa, 0xb, 0)
-        );
+        assert_eq!((v.hex_digit(0), v.hex_digit(1), v.hex_digit(2)), (0xa, 0xb, 0));
     }
 }

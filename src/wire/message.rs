@@ -100,15 +100,8 @@ impl Message {
         };
         let ty = MessageType::from_byte(b);
         let payload = MultiCell::decode_from(bytes, 1, cfg)?;
-        let id = check_shape(ty, &payload).map_err(|reason| {
-            DecodeError::new(
-                1,
-                K::BadPayload {
-                    ty: ty.name(),
-                    reason,
-                },
-            )
-        })?;
+        let id =
+            check_shape(ty, &payload).map_err(|reason| DecodeError::new(1, K::BadPayload { ty: ty.name(), reason }))?;
         Ok(Message { ty, payload, id })
     }
 
@@ -190,10 +183,7 @@ pub mod payload {
     /// RESULT: `dd 05 [id value error log info]`; `error` is a keyword name or none.
     pub fn result(id: u64, value: Value, error: Option<&str>, info: Value) -> Value {
         let err = error.map_or(Value::Nil, Value::keyword);
-        Value::Record(
-            0xdd,
-            vec![Value::Long(id as i64), value, err, Value::Nil, info],
-        )
+        Value::Record(0xdd, vec![Value::Long(id as i64), value, err, Value::Nil, info])
     }
 
     /// MISSING_DATA `[id, blob of 32-byte value IDs]` (1 to 128 IDs).
@@ -216,11 +206,7 @@ pub mod payload {
 /// types) only a few byte reads: the top cell was validated already.
 fn check_shape(ty: MessageType, mc: &MultiCell) -> Result<Option<u64>, P> {
     let enc = mc.top_slice();
-    let id_at = |at: usize| {
-        long_at(enc, at)
-            .and_then(|v| u64::try_from(v).ok())
-            .ok_or(P::BadId)
-    };
+    let id_at = |at: usize| long_at(enc, at).and_then(|v| u64::try_from(v).ok()).ok_or(P::BadId);
     let seq = |want_tag: u8, what: &'static str, n: u64| -> Result<usize, P> {
         match cell::seq_head(enc) {
             _ if enc.first() != Some(&want_tag) => Err(P::WrongTopCell(what)),
@@ -233,9 +219,7 @@ fn check_shape(ty: MessageType, mc: &MultiCell) -> Result<Option<u64>, P> {
     let resolve = |s: Slot| -> Option<Bytes> {
         match s {
             Slot::Inline(a, b) => Some(mc.top().encoding().slice(a..b)),
-            Slot::Ref(p) => mc
-                .branch(&ValueId(cell::ref_bytes(enc, p)))
-                .map(|c| c.encoding().clone()),
+            Slot::Ref(p) => mc.branch(&ValueId(cell::ref_bytes(enc, p))).map(|c| c.encoding().clone()),
             Slot::Nil => None,
         }
     };

@@ -14,7 +14,7 @@
 
 use bytes::{BufMut, Bytes};
 
-use super::cell::{self, Cell, MAX_EMBEDDED_LEN, Scanner, WireConfig, ref_bytes, tag};
+use super::cell::{self, Cell, Expect, MAX_EMBEDDED_LEN, Scanner, WireConfig, ref_bytes, tag};
 use super::error::{DecodeError, DecodeErrorKind as K};
 use super::hash::{HashAlg, ValueId};
 use super::vlq;
@@ -57,23 +57,14 @@ impl MultiCell {
     /// As [`MultiCell::decode`] for the encoding at `data[start..]`; error
     /// offsets are positions in `data`.
     #[inline]
-    pub(crate) fn decode_from(
-        data: Bytes,
-        start: usize,
-        cfg: &WireConfig,
-    ) -> Result<MultiCell, DecodeError> {
+    pub(crate) fn decode_from(data: Bytes, start: usize, cfg: &WireConfig) -> Result<MultiCell, DecodeError> {
         let mut refs: Vec<usize> = Vec::new();
-        let top_end = cell::scan(&data, start, cfg, &mut refs)?;
+        let (top_end, expects) = cell::scan(&data, start, cfg, &mut refs)?;
         if top_end == data.len() && refs.is_empty() {
             // Single cell, no refs: the common case allocates nothing more.
-            return Ok(MultiCell {
-                data,
-                start,
-                top_end,
-                index: None,
-            });
+            return Ok(MultiCell { data, start, top_end, index: None });
         }
-        Self::decode_branches(data, start, top_end, refs, cfg)
+        Self::decode_branches(data, start, top_end, refs, expects, cfg)
     }
 
     /// The multi-cell part: branch cells after the top, reachability, missing refs.
@@ -83,6 +74,7 @@ impl MultiCell {
         start: usize,
         top_end: usize,
         mut refs: Vec<usize>,
+        mut expects: Vec<(usize, Expect)>,
         cfg: &WireConfig,
     ) -> Result<MultiCell, DecodeError> {
         let top_refs = refs.len();
@@ -98,16 +90,10 @@ impl MultiCell {
         let mut pos = top_end;
         while pos < data.len() {
             if branches.len() == cfg.max_branches {
-                return Err(DecodeError::new(
-                    pos,
-                    K::TooManyBranches {
-                        max: cfg.max_branches,
-                    },
-                ));
+                return Err(DecodeError::new(pos, K::TooManyBranches { max: cfg.max_branches }));
             }
             let hdr = pos;
-            let (declared, n) =
-                vlq::decode(&data[pos..]).map_err(|e| DecodeError::new(pos, e.into()))?;
+            let (declared, n) = vlq::decode(&data[pos..]).map_err(|e| DecodeError::new(pos, e.into()))?;
             pos += n;
             if declared > cfg.max_cell as u64 {
                 return Err(DecodeError::new(hdr, K::CellTooLarge { max: cfg.max_cell }));
@@ -122,49 +108,30 @@ impl MultiCell {
             }
             let parsed = s.pos() - pos;
             if parsed as u64 != declared {
-                return Err(DecodeError::new(
-                    hdr,
-                    K::BranchLengthMismatch { declared, parsed },
-                ));
+                return Err(DecodeError::new(hdr, K::BranchLengthMismatch { declared, parsed }));
             }
             if parsed <= MAX_EMBEDDED_LEN {
-                let kind = if data[pos] == tag::NIL {
-                    K::NilBranch
-                } else {
-                    K::EmbeddedBranch { len: parsed }
-                };
+                let kind = if data[pos] == tag::NIL { K::NilBranch } else { K::EmbeddedBranch { len: parsed } };
                 return Err(DecodeError::new(pos, kind));
             }
             let end = pos + parsed;
-            branches.push(Branch {
-                id: cfg.hash.hash(&data[pos..end]),
-                start: pos,
-                end,
-            });
+            branches.push(Branch { id: cfg.hash.hash(&data[pos..end]), start: pos, end });
             ref_ranges.push((refs_before, s.ref_count()));
             headers.push(hdr);
             pos = end;
         }
+        expects.extend(s.take_expects());
         drop(s);
 
         // Index by value ID; duplicates are rejected (report the later one).
         let mut order: Vec<u32> = (0..branches.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            branches[a as usize]
-                .id
-                .cmp(&branches[b as usize].id)
-                .then(a.cmp(&b))
-        });
+        order.sort_unstable_by(|&a, &b| branches[a as usize].id.cmp(&branches[b as usize].id).then(a.cmp(&b)));
         for w in order.windows(2) {
             if branches[w[0] as usize].id == branches[w[1] as usize].id {
                 return Err(DecodeError::new(headers[w[1] as usize], K::DuplicateBranch));
             }
         }
-        let find = |id: &ValueId| {
-            order
-                .binary_search_by(|&i| branches[i as usize].id.cmp(id))
-                .ok()
-        };
+        let find = |id: &ValueId| order.binary_search_by(|&i| branches[i as usize].id.cmp(id)).ok();
 
         // Walk from the top cell: mark reachable branches, collect missing refs.
         let mut reached = vec![false; branches.len()];
@@ -175,6 +142,12 @@ impl MultiCell {
             match find(&id) {
                 Some(k) => {
                     let i = order[k] as usize;
+                    // A tree child or prefix must be the cell its parent requires.
+                    if let Ok(e) = expects.binary_search_by_key(&p, |(at, _)| *at) {
+                        if !expects[e].1.matches(&data[branches[i].start..branches[i].end]) {
+                            return Err(DecodeError::new(p - 1, K::TreeChild));
+                        }
+                    }
                     if !reached[i] {
                         reached[i] = true;
                         let (a, b) = ref_ranges[i];
@@ -194,15 +167,7 @@ impl MultiCell {
         for &i in &order {
             sorted.push(branches[i as usize].clone());
         }
-        Ok(MultiCell {
-            data,
-            start,
-            top_end,
-            index: Some(Box::new(Index {
-                branches: sorted,
-                missing,
-            })),
-        })
+        Ok(MultiCell { data, start, top_end, index: Some(Box::new(Index { branches: sorted, missing })) })
     }
 
     /// The top cell.
@@ -244,9 +209,7 @@ impl MultiCell {
 
     /// Branch cells with their value IDs, ordered by value ID.
     pub fn branches(&self) -> impl Iterator<Item = (ValueId, Cell)> + '_ {
-        self.branch_list()
-            .iter()
-            .map(|b| (b.id, Cell::from_validated(self.data.slice(b.start..b.end))))
+        self.branch_list().iter().map(|b| (b.id, Cell::from_validated(self.data.slice(b.start..b.end))))
     }
 
     /// Value IDs referenced but not carried (sorted). Non-empty means partial.
@@ -261,10 +224,10 @@ impl MultiCell {
 
     /// Smallest and largest cell encoding (top and branches), in bytes.
     pub fn cell_size_range(&self) -> (usize, usize) {
-        self.branch_list().iter().map(|b| b.end - b.start).fold(
-            (self.top_end - self.start, self.top_end - self.start),
-            |(lo, hi), n| (lo.min(n), hi.max(n)),
-        )
+        self.branch_list()
+            .iter()
+            .map(|b| b.end - b.start)
+            .fold((self.top_end - self.start, self.top_end - self.start), |(lo, hi), n| (lo.min(n), hi.max(n)))
     }
 
     /// Follows a child slot: an inline cell as is, a Ref through the branches.
@@ -280,11 +243,7 @@ impl MultiCell {
 
 /// Writes a multi-cell encoding: the top cell, then each branch with its
 /// VLQ length. The caller supplies valid cells (e.g. from the encoder).
-pub fn write_multicell<'a>(
-    out: &mut impl BufMut,
-    top: &[u8],
-    branches: impl IntoIterator<Item = &'a [u8]>,
-) {
+pub fn write_multicell<'a>(out: &mut impl BufMut, top: &[u8], branches: impl IntoIterator<Item = &'a [u8]>) {
     out.put_slice(top);
     for b in branches {
         vlq::write_len(out, b.len());
@@ -364,13 +323,7 @@ mod tests {
         m.extend_from_slice(&a);
         m.push(0);
         let e = MultiCell::decode(Bytes::from(m), &cfg()).unwrap_err();
-        assert_eq!(
-            e.kind,
-            K::BranchLengthMismatch {
-                declared: 204,
-                parsed: 203
-            }
-        );
+        assert_eq!(e.kind, K::BranchLengthMismatch { declared: 204, parsed: 203 });
         // an embedded-size branch
         let small = blob(10, 3);
         let top2 = vec_of_refs(&[HashAlg::Blake3.hash(&small)]);

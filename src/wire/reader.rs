@@ -22,12 +22,7 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A cursor at the start of `buf`, whose first byte is at absolute offset `base`.
     pub fn new(buf: &'a [u8], base: usize) -> Self {
-        Reader {
-            buf,
-            pos: 0,
-            end: buf.len(),
-            base,
-        }
+        Reader { buf, pos: 0, end: buf.len(), base }
     }
 
     /// The current read limit (relative position).
@@ -105,10 +100,7 @@ impl<'a> Reader<'a> {
     /// Looks at the next byte without consuming it.
     #[inline]
     pub fn peek(&self) -> Result<u8, DecodeError> {
-        self.buf[..self.end]
-            .get(self.pos)
-            .copied()
-            .ok_or_else(|| self.err(DecodeErrorKind::Truncated))
+        self.buf[..self.end].get(self.pos).copied().ok_or_else(|| self.err(DecodeErrorKind::Truncated))
     }
 
     /// Takes the next `n` bytes.

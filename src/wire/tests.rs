@@ -72,7 +72,7 @@ fn name(k: &K) -> &'static str {
         K::NameLength(_) => "NameLength",
         K::InlineTooLarge => "InlineTooLarge",
         K::NilChild => "NilChild",
-        K::BlobTreeChild => "BlobTreeChild",
+        K::TreeChild => "TreeChild",
         K::KeyOrder => "KeyOrder",
         K::TreeShift(_) => "TreeShift",
         K::TreeChildren(_) => "TreeChildren",
@@ -132,28 +132,18 @@ fn every_decode_error_variant_has_a_known_bad_input() {
     let cases: Vec<(Via, Vec<u8>, K, usize)> = vec![
         (Via::Cell, h("12 01"), K::Truncated, 1),
         (Via::Cell, h("31 80 01"), K::VlqLeadingZero, 1),
-        (
-            Via::Cell,
-            h("e0 ff ff ff ff ff ff ff ff ff 7f"),
-            K::VlqOverflow,
-            1,
-        ),
+        (Via::Cell, h("e0 ff ff ff ff ff ff ff ff ff 7f"), K::VlqOverflow, 1),
         (Via::Cell, h("01"), K::IllegalTag(0x01), 0),
         (Via::Cell, h("80 01 85"), K::IllegalTag(0x85), 2),
         (Via::Cell, ref_top, K::RefNotAllowed, 0),
         (Via::Cell, h("11 00"), K::NonMinimalInteger, 0),
-        (
-            Via::Cell,
-            h("19 08 01 02 03 04 05 06 07 08"),
-            K::BigIntLength(8),
-            0,
-        ),
+        (Via::Cell, h("19 08 01 02 03 04 05 06 07 08"), K::BigIntLength(8), 0),
         (Via::Cell, h("3d 00 41"), K::NonMinimalChar, 0),
         (Via::Cell, h("3e 11 00 00"), K::CharOutOfRange(0x110000), 0),
         (Via::Cell, h("33 00"), K::NameLength(0), 0),
         (Via::Cell, inline_big, K::InlineTooLarge, 2),
         (Via::Cell, h("a0 01 00"), K::NilChild, 2),
-        (Via::Cell, blob_tree_bad, K::BlobTreeChild, 36),
+        (Via::Cell, blob_tree_bad, K::TreeChild, 36),
         (Via::Cell, bad_order, K::KeyOrder, 0),
         (Via::Cell, h("82 10 40 00 03"), K::TreeShift(0x40), 0),
         (Via::Cell, h("83 10 00 00 01 11 01"), K::TreeChildren(1), 0),
@@ -161,10 +151,7 @@ fn every_decode_error_variant_has_a_known_bad_input() {
         (Via::Cell, h("84 02 00 40 00 03"), K::IndexDepth(0x40), 0),
         (Via::Cell, h("88 00 11 05"), K::SyntaxMeta, 2),
         (
-            Via::Multi(WireConfig {
-                max_cell: 100,
-                ..WireConfig::default()
-            }),
+            Via::Multi(WireConfig { max_cell: 100, ..WireConfig::default() }),
             big.clone(),
             K::CellTooLarge { max: 100 },
             0,
@@ -173,10 +160,7 @@ fn every_decode_error_variant_has_a_known_bad_input() {
         (
             Via::Multi(WireConfig::default()),
             wrong_len,
-            K::BranchLengthMismatch {
-                declared: 304,
-                parsed: 303,
-            },
+            K::BranchLengthMismatch { declared: 304, parsed: 303 },
             top1.len(),
         ),
         (
@@ -185,12 +169,7 @@ fn every_decode_error_variant_has_a_known_bad_input() {
             K::EmbeddedBranch { len: 12 },
             small_top.len() + 1,
         ),
-        (
-            Via::Multi(WireConfig::default()),
-            multi(&nil_top, &[&[0]]),
-            K::NilBranch,
-            nil_top.len() + 1,
-        ),
+        (Via::Multi(WireConfig::default()), multi(&nil_top, &[&[0]]), K::NilBranch, nil_top.len() + 1),
         (
             Via::Multi(WireConfig::default()),
             multi(&top1, &[&big, &big]),
@@ -204,30 +183,14 @@ fn every_decode_error_variant_has_a_known_bad_input() {
             top1.len() + 2 + big.len(),
         ),
         (
-            Via::Multi(WireConfig {
-                max_branches: 1,
-                ..WireConfig::default()
-            }),
+            Via::Multi(WireConfig { max_branches: 1, ..WireConfig::default() }),
             multi(&top1, &[&big, &big2]),
             K::TooManyBranches { max: 1 },
             top1.len() + 2 + big.len(),
         ),
         (Via::Message, vec![], K::EmptyMessage, 0),
-        (
-            Via::Message,
-            h("06 10"),
-            K::BadPayload {
-                ty: "QUERY",
-                reason: PayloadError::WrongTopCell("a Vector"),
-            },
-            1,
-        ),
-        (
-            Via::Frame(10),
-            h("0b"),
-            K::FrameTooLarge { len: 11, max: 10 },
-            0,
-        ),
+        (Via::Message, h("06 10"), K::BadPayload { ty: "QUERY", reason: PayloadError::WrongTopCell("a Vector") }, 1),
+        (Via::Frame(10), h("0b"), K::FrameTooLarge { len: 11, max: 10 }, 0),
         (Via::Frame(10), h("00"), K::EmptyFrame, 0),
     ];
     let mut seen = std::collections::BTreeSet::new();
@@ -237,11 +200,37 @@ fn every_decode_error_variant_has_a_known_bad_input() {
         assert_eq!(got.offset, *offset, "offset for {}", name(want));
         seen.insert(name(want));
     }
-    assert_eq!(
-        seen.len(),
-        ALL_VARIANTS,
-        "every variant needs a case: have {seen:?}"
-    );
+    assert_eq!(seen.len(), ALL_VARIANTS, "every variant needs a case: have {seen:?}");
+}
+
+#[test]
+fn tree_children_must_be_what_their_parent_requires() {
+    let cfg = WireConfig::default();
+    // Found by the fuzzer: a 40-element vector whose 32-element prefix (a
+    // vector tree) has a Long where a 16-element vector belongs.
+    let found = h("8028 1120 1121 1122 1123 1124 1125 1126 1127 8020 8010 1011 0100 0000 0011 1511 \
+                   1611 1711 1811 1d11 1a11 1b11 1c11 1d11 1e11 1f");
+    let e = MultiCell::decode(Bytes::from(found), &cfg).unwrap_err();
+    assert_eq!((e.kind, e.offset), (K::TreeChild, 49), "the Long at byte 49 is where a vector belongs");
+    // A prefix of the wrong count, inline.
+    let mut v = h("80 11 11 01 80 03 10 10 10");
+    assert_eq!(MultiCell::decode(Bytes::from(v.clone()), &cfg).unwrap_err().kind, K::TreeChild);
+    // The same check through a carried branch: a 17-element vector whose
+    // prefix Ref points at a 15-element vector.
+    let mut fifteen = vec![cell::tag::VECTOR, 15];
+    for _ in 0..15 {
+        fifteen.extend(blob_cell(8, 1));
+    }
+    let id = HashAlg::Blake3.hash(&fifteen);
+    v = h("80 11 11 01 20");
+    v.extend_from_slice(&id.0);
+    let top_len = v.len();
+    vlq::write_len(&mut v, fifteen.len());
+    v.extend_from_slice(&fifteen);
+    let e = MultiCell::decode(Bytes::from(v.clone()), &cfg).unwrap_err();
+    assert_eq!((e.kind, e.offset), (K::TreeChild, 4));
+    // Without the branch the same top cell is a valid partial encoding.
+    assert_eq!(MultiCell::decode(Bytes::from(v[..top_len].to_vec()), &cfg).unwrap().missing(), &[id]);
 }
 
 #[test]
@@ -251,95 +240,48 @@ fn seed_message_shapes() {
         let b = encode_message(ty, &v, &cfg).unwrap();
         Message::decode(b, &cfg).unwrap()
     };
-    assert_eq!(
-        ok(MessageType::Query, payload::query(7, Value::keyword("x"))).id(),
-        Some(7)
-    );
-    assert_eq!(
-        ok(MessageType::Transact, payload::transact(8, Value::Long(1))).id(),
-        Some(8)
-    );
+    assert_eq!(ok(MessageType::Query, payload::query(7, Value::keyword("x"))).id(), Some(7));
+    assert_eq!(ok(MessageType::Transact, payload::transact(8, Value::Long(1))).id(), Some(8));
     assert_eq!(ok(MessageType::Status, payload::status(9)).id(), Some(9));
-    let r = ok(
-        MessageType::Result,
-        payload::result(10, Value::Nil, Some("LOAD"), Value::Nil),
-    );
+    let r = ok(MessageType::Result, payload::result(10, Value::Nil, Some("LOAD"), Value::Nil));
     assert_eq!(r.id(), Some(10));
     // 130 IDs: too many for one request.
     let ids: Vec<ValueId> = (0..130u8).map(|i| ValueId([i; 32])).collect();
-    let m = ok(
-        MessageType::MissingData,
-        payload::missing_data(11, &ids[..100]),
-    );
+    let m = ok(MessageType::MissingData, payload::missing_data(11, &ids[..100]));
     assert_eq!(m.missing_request().unwrap(), ids[..100].to_vec());
-    let too_many = encode_message(
-        MessageType::MissingData,
-        &payload::missing_data(12, &ids),
-        &cfg,
-    )
-    .unwrap();
+    let too_many = encode_message(MessageType::MissingData, &payload::missing_data(12, &ids), &cfg).unwrap();
     assert_eq!(
         Message::decode(too_many, &cfg).unwrap_err().kind,
-        K::BadPayload {
-            ty: "MISSING_DATA",
-            reason: PayloadError::BadHashList
-        }
+        K::BadPayload { ty: "MISSING_DATA", reason: PayloadError::BadHashList }
     );
-    let d = ok(
-        MessageType::Data,
-        payload::data(13, vec![Value::Nil, Value::blob(vec![1u8; 500])]),
-    );
+    let d = ok(MessageType::Data, payload::data(13, vec![Value::Nil, Value::blob(vec![1u8; 500])]));
     assert_eq!(d.id(), Some(13));
     assert_eq!(d.payload().branch_count(), 1);
     // Unknown types are carried, not rejected.
     let other = ok(MessageType::Other(0x99), Value::Long(5));
     assert_eq!(other.ty(), MessageType::Other(0x99));
     // Bad shapes name their rule.
-    let bad = |ty, v: Value| {
-        Message::decode(encode_message(ty, &v, &cfg).unwrap(), &cfg)
-            .unwrap_err()
-            .kind
-    };
+    let bad = |ty, v: Value| Message::decode(encode_message(ty, &v, &cfg).unwrap(), &cfg).unwrap_err().kind;
     assert_eq!(
         bad(MessageType::Status, Value::Vector(vec![Value::Long(-1)])),
-        K::BadPayload {
-            ty: "STATUS",
-            reason: PayloadError::BadId
-        }
+        K::BadPayload { ty: "STATUS", reason: PayloadError::BadId }
     );
     assert_eq!(
         bad(MessageType::Query, Value::Vector(vec![Value::Long(1)])),
-        K::BadPayload {
-            ty: "QUERY",
-            reason: PayloadError::WrongCount
-        }
+        K::BadPayload { ty: "QUERY", reason: PayloadError::WrongCount }
     );
     assert_eq!(
         bad(
             MessageType::Result,
-            Value::Record(
-                0xdd,
-                vec![
-                    Value::Long(1),
-                    Value::Nil,
-                    Value::Long(3),
-                    Value::Nil,
-                    Value::Nil
-                ]
-            )
+            Value::Record(0xdd, vec![Value::Long(1), Value::Nil, Value::Long(3), Value::Nil, Value::Nil])
         ),
-        K::BadPayload {
-            ty: "RESULT",
-            reason: PayloadError::BadErrorCode
-        }
+        K::BadPayload { ty: "RESULT", reason: PayloadError::BadErrorCode }
     );
 }
 
 /// Arbitrary values that can stand as a top cell (anything but a Ref).
 pub(crate) fn arb_top() -> impl Strategy<Value = Value> {
-    arb_value().prop_filter("a Ref cannot be the top cell", |v| {
-        !matches!(v, Value::Ref(_))
-    })
+    arb_value().prop_filter("a Ref cannot be the top cell", |v| !matches!(v, Value::Ref(_)))
 }
 
 /// Arbitrary values covering every encodable family, including trees.
@@ -369,52 +311,29 @@ pub(crate) fn arb_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..40).prop_map(Value::Vector),
             proptest::collection::vec(inner.clone(), 0..20).prop_map(Value::List),
-            (
-                0xd0u8..=0xdf,
-                proptest::collection::vec(inner.clone(), 0..20)
-            )
-                .prop_map(|(t, v)| Value::Record(t, v)),
+            (0xd0u8..=0xdf, proptest::collection::vec(inner.clone(), 0..20)).prop_map(|(t, v)| Value::Record(t, v)),
             proptest::collection::vec((any::<i64>(), inner.clone()), 0..40).prop_map(|kv| {
                 let mut seen = std::collections::HashSet::new();
-                Value::Map(
-                    kv.into_iter()
-                        .filter(|(k, _)| seen.insert(*k))
-                        .map(|(k, v)| (Value::Long(k), v))
-                        .collect(),
-                )
+                Value::Map(kv.into_iter().filter(|(k, _)| seen.insert(*k)).map(|(k, v)| (Value::Long(k), v)).collect())
             }),
             proptest::collection::vec(any::<u32>(), 0..40).prop_map(|ks| {
                 let set: std::collections::BTreeSet<_> = ks.into_iter().collect();
                 Value::Set(set.into_iter().map(|k| Value::Long(i64::from(k))).collect())
             }),
-            (
-                inner.clone(),
-                proptest::collection::vec((any::<u16>(), inner.clone()), 0..3)
-            )
-                .prop_map(|(d, m)| {
-                    let mut seen = std::collections::HashSet::new();
-                    let meta = m
-                        .into_iter()
-                        .filter(|(k, _)| seen.insert(*k))
-                        .map(|(k, v)| (Value::Long(k.into()), v))
-                        .collect();
-                    Value::Syntax(Box::new(d), meta)
-                }),
-            (any::<bool>(), any::<[u8; 32]>(), inner.clone()).prop_map(
-                |(k, key, v)| Value::Signed(k.then_some(key), Box::new([7u8; 64]), Box::new(v))
-            ),
-            (
-                0xa0u8..=0xaf,
-                proptest::collection::btree_map(0u8..63, inner.clone(), 0..6)
-            )
-                .prop_map(|(t, m)| {
-                    Value::Sparse(t, m.into_iter().filter(|(_, v)| *v != Value::Nil).collect())
-                }),
-            (0xc0u8..=0xcf, inner.clone(), inner).prop_map(|(t, c, v)| Value::Coded(
-                t,
-                Box::new(c),
+            (inner.clone(), proptest::collection::vec((any::<u16>(), inner.clone()), 0..3)).prop_map(|(d, m)| {
+                let mut seen = std::collections::HashSet::new();
+                let meta =
+                    m.into_iter().filter(|(k, _)| seen.insert(*k)).map(|(k, v)| (Value::Long(k.into()), v)).collect();
+                Value::Syntax(Box::new(d), meta)
+            }),
+            (any::<bool>(), any::<[u8; 32]>(), inner.clone()).prop_map(|(k, key, v)| Value::Signed(
+                k.then_some(key),
+                Box::new([7u8; 64]),
                 Box::new(v)
             )),
+            (0xa0u8..=0xaf, proptest::collection::btree_map(0u8..63, inner.clone(), 0..6))
+                .prop_map(|(t, m)| { Value::Sparse(t, m.into_iter().filter(|(_, v)| *v != Value::Nil).collect()) }),
+            (0xc0u8..=0xcf, inner.clone(), inner).prop_map(|(t, c, v)| Value::Coded(t, Box::new(c), Box::new(v))),
         ]
     })
 }

@@ -9,9 +9,7 @@ use std::collections::HashSet;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::cell::{
-    self, BLOB_CHUNK, Cell, Child, MAX_EMBEDDED_LEN, MAX_HASH_LEAF, WireConfig, tag,
-};
+use super::cell::{self, BLOB_CHUNK, Cell, Child, MAX_EMBEDDED_LEN, MAX_HASH_LEAF, WireConfig, tag};
 use super::hash::{HashAlg, ValueId};
 use super::multicell::{MultiCell, write_multicell};
 use super::vlq;
@@ -127,21 +125,12 @@ pub struct Encoded {
 impl Encoded {
     /// Total bytes of the multi-cell encoding.
     pub fn encoded_len(&self) -> usize {
-        self.top.len()
-            + self
-                .branches
-                .iter()
-                .map(|(_, b)| vlq::encoded_len(b.len() as u64) + b.len())
-                .sum::<usize>()
+        self.top.len() + self.branches.iter().map(|(_, b)| vlq::encoded_len(b.len() as u64) + b.len()).sum::<usize>()
     }
 
     /// Writes `top ‖ (VLQ len ‖ branch)*`.
     pub fn write(&self, out: &mut impl BufMut) {
-        write_multicell(
-            out,
-            &self.top,
-            self.branches.iter().map(|(_, b)| b.as_ref()),
-        );
+        write_multicell(out, &self.top, self.branches.iter().map(|(_, b)| b.as_ref()));
     }
 
     /// The multi-cell encoding as one buffer.
@@ -162,16 +151,9 @@ pub fn encode(v: &Value, cfg: &WireConfig) -> Result<Encoded, EncodeError> {
     if matches!(v, Value::Ref(_)) {
         return Err(EncodeError::RefAtTop);
     }
-    let mut e = Encoder {
-        cfg: *cfg,
-        branches: Vec::new(),
-        seen: HashSet::new(),
-    };
+    let mut e = Encoder { cfg: *cfg, branches: Vec::new(), seen: HashSet::new() };
     let top = e.cell(v)?;
-    Ok(Encoded {
-        top: Bytes::from(top),
-        branches: e.branches,
-    })
+    Ok(Encoded { top: Bytes::from(top), branches: e.branches })
 }
 
 struct Encoder {
@@ -196,9 +178,7 @@ impl Encoder {
             Value::Long(x) => put_long(&mut out, *x),
             Value::BigInt(b) => {
                 if !(9..=4096).contains(&b.len()) || !minimal_twos(b) {
-                    return Err(EncodeError::Invalid(
-                        "BigInt must be 9..=4096 minimal bytes",
-                    ));
+                    return Err(EncodeError::Invalid("BigInt must be 9..=4096 minimal bytes"));
                 }
                 out.push(tag::BIGINT);
                 vlq::write_len(&mut out, b.len());
@@ -227,11 +207,7 @@ impl Encoder {
                 if n.is_empty() || n.len() > 128 {
                     return Err(EncodeError::Invalid("name must be 1..=128 bytes"));
                 }
-                out.push(if matches!(v, Value::Symbol(_)) {
-                    tag::SYMBOL
-                } else {
-                    tag::KEYWORD
-                });
+                out.push(if matches!(v, Value::Symbol(_)) { tag::SYMBOL } else { tag::KEYWORD });
                 out.push(n.len() as u8);
                 out.extend_from_slice(n);
             }
@@ -284,16 +260,12 @@ impl Encoder {
             }
             Value::Sparse(t, fields) => {
                 if !(0xa0..=0xaf).contains(t) {
-                    return Err(EncodeError::Invalid(
-                        "sparse record tag outside 0xa0..=0xaf",
-                    ));
+                    return Err(EncodeError::Invalid("sparse record tag outside 0xa0..=0xaf"));
                 }
                 let mut mask = 0u64;
                 for (i, f) in fields {
                     if *i > 62 || mask >> i != 0 || matches!(f, Value::Nil) {
-                        return Err(EncodeError::Invalid(
-                            "sparse fields must be ascending, 0..=62, non-nil",
-                        ));
+                        return Err(EncodeError::Invalid("sparse fields must be ascending, 0..=62, non-nil"));
                     }
                     mask |= 1 << i;
                 }
@@ -316,17 +288,13 @@ impl Encoder {
                     return Err(EncodeError::Invalid("extension tag outside 0xe0..=0xef"));
                 }
                 out.push(*t);
-                vlq::write(&mut out, *x)
-                    .map_err(|_| EncodeError::Invalid("extension value above 2^63-1"))?;
+                vlq::write(&mut out, *x).map_err(|_| EncodeError::Invalid("extension value above 2^63-1"))?;
             }
             Value::Ref(_) => return Err(EncodeError::RefAtTop),
             Value::Cell(c) => out.extend_from_slice(c.encoding()),
         }
         if out.len() > self.cfg.max_cell {
-            return Err(EncodeError::CellTooLarge {
-                len: out.len(),
-                max: self.cfg.max_cell,
-            });
+            return Err(EncodeError::CellTooLarge { len: out.len(), max: self.cfg.max_cell });
         }
         Ok(out)
     }
@@ -359,11 +327,7 @@ impl Encoder {
             return Ok(*id);
         }
         // Keys are encoded again when written; small keys make this cheap.
-        let mut probe = Encoder {
-            cfg: self.cfg,
-            branches: Vec::new(),
-            seen: HashSet::new(),
-        };
+        let mut probe = Encoder { cfg: self.cfg, branches: Vec::new(), seen: HashSet::new() };
         Ok(self.cfg.hash.hash(&probe.cell(v)?))
     }
 
@@ -439,9 +403,7 @@ impl Encoder {
         }
         // Sorted keys: the first differing digit is where first and last differ.
         let (first, last) = (&entries[0].0, &entries[entries.len() - 1].0);
-        let shift = (0..64)
-            .find(|&i| first.hex_digit(i) != last.hex_digit(i))
-            .unwrap_or(63);
+        let shift = (0..64).find(|&i| first.hex_digit(i) != last.hex_digit(i)).unwrap_or(63);
         let mut mask = 0u16;
         for (id, _, _) in entries {
             mask |= 1 << id.hex_digit(shift);
@@ -449,11 +411,7 @@ impl Encoder {
         out.push(shift as u8);
         out.extend_from_slice(&mask.to_be_bytes());
         for digit in 0..16u8 {
-            let group: Vec<_> = entries
-                .iter()
-                .filter(|e| e.0.hex_digit(shift) == digit)
-                .cloned()
-                .collect();
+            let group: Vec<_> = entries.iter().filter(|e| e.0.hex_digit(shift) == digit).cloned().collect();
             if group.is_empty() {
                 continue;
             }
@@ -510,12 +468,7 @@ pub fn to_value(mc: &MultiCell) -> Result<Value, ToValueError> {
     read_cell(mc, &mc.top(), 0, &mut budget)
 }
 
-fn read_child(
-    mc: &MultiCell,
-    c: &Child,
-    depth: usize,
-    budget: &mut usize,
-) -> Result<Value, ToValueError> {
+fn read_child(mc: &MultiCell, c: &Child, depth: usize, budget: &mut usize) -> Result<Value, ToValueError> {
     match c {
         Child::Nil => Ok(Value::Nil),
         Child::Inline(cell) => read_cell(mc, cell, depth, budget),
@@ -526,12 +479,7 @@ fn read_child(
     }
 }
 
-fn read_cell(
-    mc: &MultiCell,
-    c: &Cell,
-    depth: usize,
-    budget: &mut usize,
-) -> Result<Value, ToValueError> {
+fn read_cell(mc: &MultiCell, c: &Cell, depth: usize, budget: &mut usize) -> Result<Value, ToValueError> {
     if depth > TO_VALUE_MAX_DEPTH {
         return Err(ToValueError::TooDeep(TO_VALUE_MAX_DEPTH));
     }
@@ -570,11 +518,7 @@ fn read_cell(
                     buf.freeze()
                 }
             };
-            if t == tag::BLOB {
-                Value::Blob(data)
-            } else {
-                Value::String(data)
-            }
+            if t == tag::BLOB { Value::Blob(data) } else { Value::String(data) }
         }
         tag::SYMBOL => Value::Symbol(enc.slice(2..)),
         tag::KEYWORD => Value::Keyword(enc.slice(2..)),
@@ -594,11 +538,7 @@ fn read_cell(
                 return Ok(Value::Cell(c.clone()));
             }
             if t == tag::MAP {
-                Value::Map(
-                    flat.chunks(2)
-                        .map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or(Value::Nil)))
-                        .collect(),
-                )
+                Value::Map(flat.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or(Value::Nil))).collect())
             } else {
                 Value::Set(flat)
             }
@@ -640,12 +580,7 @@ fn read_cell(
 
 /// Elements of a Vector/List/record cell in encoding order, flattening trees
 /// and prefixes; `None` when a subtree is not in the message.
-fn read_seq(
-    mc: &MultiCell,
-    c: &Cell,
-    depth: usize,
-    budget: &mut usize,
-) -> Result<Option<Vec<Value>>, ToValueError> {
+fn read_seq(mc: &MultiCell, c: &Cell, depth: usize, budget: &mut usize) -> Result<Option<Vec<Value>>, ToValueError> {
     if depth > TO_VALUE_MAX_DEPTH {
         return Err(ToValueError::TooDeep(TO_VALUE_MAX_DEPTH));
     }

@@ -132,21 +132,12 @@ mod tests {
     #[test]
     fn rejects() {
         assert_eq!(decode(&h("80 00")), Err(VlqError::LeadingZero));
-        assert_eq!(
-            decode(&h("ff ff ff ff ff ff ff ff ff 7f")),
-            Err(VlqError::Overflow)
-        );
-        assert_eq!(
-            decode(&h("81 80 80 80 80 80 80 80 80 00")),
-            Err(VlqError::Overflow)
-        );
+        assert_eq!(decode(&h("ff ff ff ff ff ff ff ff ff 7f")), Err(VlqError::Overflow));
+        assert_eq!(decode(&h("81 80 80 80 80 80 80 80 80 00")), Err(VlqError::Overflow));
         assert_eq!(decode(&h("81")), Err(VlqError::Truncated));
         assert_eq!(decode(&h("ff ff")), Err(VlqError::Truncated));
         assert_eq!(decode(&[]), Err(VlqError::Truncated));
-        assert_eq!(
-            to_vec(MAX_VALUE + 1),
-            Err(VlqError::TooLarge(MAX_VALUE + 1))
-        );
+        assert_eq!(to_vec(MAX_VALUE + 1), Err(VlqError::TooLarge(MAX_VALUE + 1)));
     }
 
     proptest! {

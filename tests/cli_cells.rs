@@ -1,0 +1,78 @@
+//! `shardwire cells inspect` as a user runs it: output, JSON shape, and the
+//! exit code and one-line error for bad input.
+
+use std::process::Command;
+
+fn shardwire(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardwire")).args(args).output().expect("run shardwire");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn testdata(name: &str) -> String {
+    format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn inspect_genesis_json() {
+    let file = testdata("genesis.cad3");
+    let (code, out, err) =
+        shardwire(&["cells", "inspect", &file, "--hash", "sha3-256", "--max-cell", "16383", "--json"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["top_tag"], "d5");
+    assert_eq!(v["top_id"], "b0e44f2a645abfa539f5b96b7a0eabb0f902866feaff0f7c12d1213e02333f13");
+    assert_eq!(v["branch_cells"], 726);
+    assert_eq!(v["missing"], serde_json::json!([]));
+    assert_eq!(v["bytes"], 179161);
+    assert_eq!(v["min_cell"], 124);
+    assert!(v["max_cell"].as_u64().unwrap() <= 16383);
+}
+
+#[test]
+fn inspect_text_and_message_mode() {
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let msg = dir.join("status.msg");
+    std::fs::write(&msg, hex::decode("0c80011109").unwrap()).unwrap();
+    let (code, out, _) = shardwire(&["cells", "inspect", msg.to_str().unwrap(), "--message"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("STATUS"), "{out}");
+    assert!(out.contains("complete"), "{out}");
+    // The same bytes without --message are not one multi-cell encoding.
+    let (code, _, err) = shardwire(&["cells", "inspect", msg.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("at byte 0: illegal tag byte 0x0c"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_exits_2_with_offset_and_reason() {
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: &[(&[u8], &str)] = &[
+        (&[0x11, 0x00], "at byte 0: integer is not in its shortest"),
+        (&[0x31, 0x05, 1, 2], "at byte 2: input is truncated"),
+        (&[0xff], "at byte 0: illegal tag byte 0xff"),
+    ];
+    for (i, (bytes, want)) in cases.iter().enumerate() {
+        let f = dir.join(format!("bad{i}"));
+        std::fs::write(&f, bytes).unwrap();
+        let (code, out, err) = shardwire(&["cells", "inspect", f.to_str().unwrap()]);
+        assert_eq!(code, 2, "{want}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(want), "{err} should contain {want}");
+    }
+    // Real data under the wrong hash: the map key order no longer holds.
+    let (code, _, err) = shardwire(&["cells", "inspect", &testdata("genesis.cad3")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("at byte 305") && err.contains("ascending key-hash order"), "{err}");
+    let (code, _, err) = shardwire(&["cells", "inspect", "/nonexistent/file"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
