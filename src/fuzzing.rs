@@ -61,11 +61,13 @@ pub fn multicell(data: &[u8]) {
         }
         // Reading the value is bounded and, when it succeeds, re-encodes to
         // the same top cell — unless an opaque cell stands in for part of it,
-        // or it holds a Map/Set tree: how a hash tree partitions its entries
-        // is a structural rule the decoder does not check (docs/protocol.md 3.3).
+        // or the encoding holds a Map/Set tree node: how a hash tree
+        // partitions its entries (and, across branches, its counts) are
+        // structural rules the decoder does not check (docs/protocol.md 3.3).
+        let hash_tree = std::iter::once(mc.top()).chain(mc.branches().map(|(_, c)| c)).any(|c| holds_hash_tree(&c));
         if let Ok(v) = wire::to_value(&mc) {
             if let Ok(enc) = wire::encode(&v, &cfg) {
-                if !has_opaque_or_hash_tree(&v) {
+                if !hash_tree && !has_opaque(&v) {
                     assert_eq!(&enc.top, mc.top().encoding(), "canonical input re-encodes identically");
                 }
             }
@@ -73,20 +75,24 @@ pub fn multicell(data: &[u8]) {
     }
 }
 
-fn has_opaque_or_hash_tree(v: &wire::Value) -> bool {
+/// Whether a cell or any cell embedded in it is a Map/Set tree node.
+fn holds_hash_tree(c: &wire::Cell) -> bool {
+    let tree = matches!(c.tag(), 0x82 | 0x83)
+        && wire::vlq::decode(&c.encoding()[1..]).is_ok_and(|(n, _)| n > wire::cell::MAX_HASH_LEAF);
+    tree || c.children().iter().any(|k| matches!(k, wire::Child::Inline(ic) if holds_hash_tree(ic)))
+}
+
+/// Whether a value holds an opaque cell (whose branches are not re-emitted).
+fn has_opaque(v: &wire::Value) -> bool {
     use wire::Value as V;
     match v {
         V::Cell(_) => true,
-        V::Map(e) => e.len() > 15 || e.iter().any(|(k, x)| has_opaque_or_hash_tree(k) || has_opaque_or_hash_tree(x)),
-        V::Set(e) => e.len() > 15 || e.iter().any(has_opaque_or_hash_tree),
-        V::Vector(e) | V::List(e) | V::Record(_, e) => e.iter().any(has_opaque_or_hash_tree),
-        V::Syntax(d, m) => {
-            has_opaque_or_hash_tree(d)
-                || m.iter().any(|(k, x)| has_opaque_or_hash_tree(k) || has_opaque_or_hash_tree(x))
-        }
-        V::Signed(_, _, x) => has_opaque_or_hash_tree(x),
-        V::Sparse(_, f) => f.iter().any(|(_, x)| has_opaque_or_hash_tree(x)),
-        V::Coded(_, a, b) => has_opaque_or_hash_tree(a) || has_opaque_or_hash_tree(b),
+        V::Map(e) => e.iter().any(|(k, x)| has_opaque(k) || has_opaque(x)),
+        V::Set(e) | V::Vector(e) | V::List(e) | V::Record(_, e) => e.iter().any(has_opaque),
+        V::Syntax(d, m) => has_opaque(d) || m.iter().any(|(k, x)| has_opaque(k) || has_opaque(x)),
+        V::Signed(_, _, x) => has_opaque(x),
+        V::Sparse(_, f) => f.iter().any(|(_, x)| has_opaque(x)),
+        V::Coded(_, a, b) => has_opaque(a) || has_opaque(b),
         _ => false,
     }
 }

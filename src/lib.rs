@@ -4,12 +4,14 @@
 //!
 //! Dependencies point one way, down:
 //!
+//! - [`handshake`]: identities, Noise IK handshake, AES-256-GCM records (pure).
 //! - [`wire`]: VLQ, CAD3 cells, multi-cell messages, stream frames (pure).
 //!
 //! The pure layers do no IO and read no clocks; the shard layer is the only
 //! one that touches sockets. See `docs/protocol.md` for the bytes on the wire.
 #![warn(missing_docs)]
 
+pub mod handshake;
 pub mod wire;
 
 #[doc(hidden)]

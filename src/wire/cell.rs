@@ -564,8 +564,25 @@ impl<'a, 'r> Scanner<'a, 'r> {
             return Err(self.fail(start, K::TreeChildren(n)));
         }
         let want = Expect { tag: if with_values { tag::MAP } else { tag::SET }, count: None };
+        // Inline children must be non-empty (a branch never is: an empty map
+        // is 2 bytes) and, when every child is inline, their counts must add
+        // up to this node's count.
+        let mut inline_sum: Option<u64> = Some(0);
         for _ in 0..n {
+            let at = self.pos;
             self.typed_kid(depth, want)?;
+            if self.buf[at] == tag::REF {
+                inline_sum = None;
+                continue;
+            }
+            let c = super::vlq::decode(&self.buf[at + 1..self.pos]).map_or(0, |(c, _)| c);
+            if c == 0 {
+                return Err(self.fail(at, K::TreeChild));
+            }
+            inline_sum = inline_sum.map(|s| s.saturating_add(c));
+        }
+        if inline_sum.is_some_and(|s| s != count) {
+            return Err(self.fail(start, K::TreeChild));
         }
         Ok(())
     }

@@ -95,6 +95,12 @@ impl FrameDecoder {
         Ok(Some(buf.split_to(h.len)))
     }
 
+    /// Records that `n` stream bytes were consumed by a caller that split the
+    /// frame itself (error offsets stay stream positions).
+    pub fn note_consumed(&mut self, n: usize) {
+        self.consumed += n as u64;
+    }
+
     /// How many more bytes `buf` needs before the next frame is complete
     /// (at least 1). Bounded by the maximum frame size, so a reader may use
     /// it to size a read without trusting the peer beyond the limit.

@@ -234,6 +234,19 @@ fn tree_children_must_be_what_their_parent_requires() {
 }
 
 #[test]
+fn hash_tree_children_are_non_empty_and_add_up() {
+    let cfg = WireConfig::default();
+    // Found by the fuzzer: Syntax metadata claiming a 268M-entry map tree
+    // whose children are an empty map and a one-entry map.
+    let found = h("88 82 00 82 ff ff ff 00 01 00 88 82 00 82 01 00 82 00");
+    let e = MultiCell::decode(Bytes::from(found), &cfg).unwrap_err();
+    assert_eq!((e.kind, e.offset), (K::TreeChild, 11), "the empty child map");
+    // Counts that do not add up (two inline leaves of 1 under a node of 16).
+    let e = MultiCell::decode(Bytes::from(h("83 10 00 00 03 83 01 11 01 83 01 11 02")), &cfg).unwrap_err();
+    assert_eq!((e.kind, e.offset), (K::TreeChild, 0));
+}
+
+#[test]
 fn seed_message_shapes() {
     let cfg = WireConfig::default();
     let ok = |ty: MessageType, v: Value| -> Message {
