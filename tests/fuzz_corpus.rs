@@ -25,3 +25,13 @@ fn frame_decoder_corpus() {
 fn multicell_corpus() {
     replay("multicell", shardwire::fuzzing::multicell);
 }
+
+#[test]
+fn responder_msg1_corpus() {
+    replay("responder_msg1", shardwire::fuzzing::responder_msg1);
+}
+
+#[test]
+fn record_open_corpus() {
+    replay("record_open", shardwire::fuzzing::record_open);
+}

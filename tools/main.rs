@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cells;
+mod keygen;
 
 /// shardwire: node-to-node networking for validator nodes.
 #[derive(Parser)]
@@ -20,6 +21,8 @@ enum Command {
     /// Work with CAD3 cell encodings.
     #[command(subcommand)]
     Cells(cells::CellsCmd),
+    /// Make a new node identity (static X25519 keypair) and print its NodeId.
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Exit code for bad input (bad flags, unreadable or invalid data).
@@ -33,5 +36,6 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Cells(cmd) => cells::run(cmd),
+        Command::Keygen(args) => keygen::run(args),
     }
 }

@@ -55,16 +55,16 @@ impl Link {
         }
     }
 
-    /// Test hook: the two ends of a link built from fixed keys (no handshake).
-    #[cfg(test)]
-    pub(crate) fn pair_for_test(backend: super::AeadBackend, max_frame: usize) -> (Link, Link) {
-        use super::aead::RecordKey;
-        let (k1, k2) = ([0x11u8; 32], [0x22u8; 32]);
-        let key = |k: &[u8; 32]| RecordKey::new(backend, k).unwrap();
-        (
-            Link::new(Sealer::new(key(&k1)), Opener::new(key(&k2)), max_frame),
-            Link::new(Sealer::new(key(&k2)), Opener::new(key(&k1)), max_frame),
-        )
+    /// The two ends of a link keyed with fixed, publicly known keys — for
+    /// tests, fuzzing and benchmarks only; such a link protects nothing.
+    #[doc(hidden)]
+    pub fn insecure_fixed_key_pair_for_testing(
+        backend: super::AeadBackend,
+        max_frame: usize,
+    ) -> Result<(Link, Link), super::aead::BackendUnavailable> {
+        let (s1, o1) = super::record::insecure_fixed_key_pair_for_testing(backend, 0x11)?;
+        let (s2, o2) = super::record::insecure_fixed_key_pair_for_testing(backend, 0x22)?;
+        Ok((Link::new(s1, o2, max_frame), Link::new(s2, o1, max_frame)))
     }
 
     /// The largest plaintext frame this link accepts.

@@ -196,3 +196,14 @@ impl Opener {
         Ok(())
     }
 }
+
+/// A sealer and the opener for it, keyed with `[key; 32]` — a publicly known
+/// key, for tests, fuzzing and benchmarks only.
+#[doc(hidden)]
+pub fn insecure_fixed_key_pair_for_testing(
+    backend: super::AeadBackend,
+    key: u8,
+) -> Result<(Sealer, Opener), super::aead::BackendUnavailable> {
+    let k = [key; 32];
+    Ok((Sealer::new(RecordKey::new(backend, &k)?), Opener::new(RecordKey::new(backend, &k)?)))
+}

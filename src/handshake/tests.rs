@@ -329,12 +329,12 @@ fn one_record(link: &mut Link, plaintext: &[u8]) -> BytesMut {
 
 #[test]
 fn every_flipped_bit_in_a_record() {
-    let (mut a, _) = Link::pair_for_test(AeadBackend::default(), 1 << 20);
+    let (mut a, _) = Link::insecure_fixed_key_pair_for_testing(AeadBackend::default(), 1 << 20).unwrap();
     let record = one_record(&mut a, b"a record carrying one frame");
     let hdr = 1; // a short record's VLQ length is one byte
     for byte in 0..record.len() {
         for bit in 0..8 {
-            let (mut a2, mut b2) = Link::pair_for_test(AeadBackend::default(), 1 << 20);
+            let (mut a2, mut b2) = Link::insecure_fixed_key_pair_for_testing(AeadBackend::default(), 1 << 20).unwrap();
             let mut wire = one_record(&mut a2, b"a record carrying one frame");
             assert_eq!(wire, record, "fixed keys give identical records");
             wire[byte] ^= 1 << bit;
@@ -364,11 +364,11 @@ fn every_flipped_bit_in_a_record() {
 
 #[test]
 fn truncated_record_bodies() {
-    let (mut a, _) = Link::pair_for_test(AeadBackend::default(), 1 << 20);
+    let (mut a, _) = Link::insecure_fixed_key_pair_for_testing(AeadBackend::default(), 1 << 20).unwrap();
     let wire = one_record(&mut a, b"some plaintext");
     // Cut the body and fix up the one-byte length prefix to match.
     for n in 0..wire.len() - 1 {
-        let (_, mut b) = Link::pair_for_test(AeadBackend::default(), 1 << 20);
+        let (_, mut b) = Link::insecure_fixed_key_pair_for_testing(AeadBackend::default(), 1 << 20).unwrap();
         let mut cut = BytesMut::new();
         cut.extend_from_slice(&[n as u8]);
         cut.extend_from_slice(&wire[1..1 + n]);

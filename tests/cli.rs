@@ -1,5 +1,5 @@
-//! `shardwire cells inspect` as a user runs it: output, JSON shape, and the
-//! exit code and one-line error for bad input.
+//! The `shardwire` CLI as a user runs it: output, JSON shapes, and the exit
+//! code and one-line error for bad input.
 
 use std::process::Command;
 
@@ -74,5 +74,31 @@ fn bad_input_exits_2_with_offset_and_reason() {
     let (code, _, err) = shardwire(&["cells", "inspect", "/nonexistent/file"]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn keygen_writes_a_private_key_file_and_prints_its_node_id() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-keygen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("node.key");
+    let (code, out, err) = shardwire(&["keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let node_id = out.trim();
+    assert_eq!(node_id.len(), 64);
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let loaded = shardwire::handshake::Identity::load(&key).unwrap();
+    assert_eq!(loaded.node_id().to_hex(), node_id);
+    // Never overwrites; a clear error and exit code 2.
+    let (code, _, err) = shardwire(&["keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists") && err.contains("node.key"), "{err}");
+    // JSON form.
+    let key2 = dir.join("other.key");
+    let (code, out, _) = shardwire(&["keygen", "--out", key2.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["node_id"].as_str().unwrap().len(), 64);
     std::fs::remove_dir_all(&dir).unwrap();
 }
