@@ -4,6 +4,7 @@
 //!
 //! Dependencies point one way, down:
 //!
+//! - [`proxy`]: one state machine per remote node: queues, seqs, acks (pure).
 //! - [`handshake`]: identities, Noise IK handshake, AES-256-GCM records (pure).
 //! - [`wire`]: VLQ, CAD3 cells, multi-cell messages, stream frames (pure).
 //!
@@ -12,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod handshake;
+pub mod proxy;
 pub mod wire;
 
 #[doc(hidden)]

@@ -105,6 +105,11 @@ impl Message {
         Ok(Message { ty, payload, id })
     }
 
+    /// The whole encoded message, `type byte ‖ multi-cell` (a view).
+    pub fn bytes(&self) -> &Bytes {
+        self.payload.buffer()
+    }
+
     /// The type.
     pub fn ty(&self) -> MessageType {
         self.ty

@@ -185,6 +185,12 @@ impl MultiCell {
         alg.hash(self.top_slice())
     }
 
+    /// The buffer the encoding lies in, including anything before `start`
+    /// (for a message: its type byte).
+    pub(crate) fn buffer(&self) -> &Bytes {
+        &self.data
+    }
+
     /// The whole multi-cell encoding this was decoded from.
     pub fn bytes(&self) -> Bytes {
         self.data.slice(self.start..)

@@ -1,0 +1,555 @@
+//! Link frames: what travels in the plaintext stream of an established link
+//! (docs/protocol.md section 10). Each frame is one type byte (link control
+//! range `60`–`7f`) and a body:
+//!
+//! | byte | frame | body |
+//! | --- | --- | --- |
+//! | `60` | HELLO | incarnation u64 ‖ rx_incarnation u64 ‖ VLQ rx_next ‖ VLQ refusal_floor |
+//! | `61` | DATA | VLQ seq ‖ flags u8 ‖ sender name ‖ target name ‖ [VLQ mailbox] ‖ message |
+//! | `62` | ACK | VLQ rx_next ‖ VLQ n ‖ n × (VLQ seq ‖ reason u8) |
+//! | `63` | ADVERT | multi-cell NodeAdvert |
+//! | `64` | GOODBYE | reason u8 |
+//! | `65` | PING | u64 nonce |
+//! | `66` | PONG | u64 nonce |
+//!
+//! Names are `u8 length ‖ bytes` (1 to 31 bytes). Pure: decoding returns
+//! views into the frame; encoding writes into caller buffers.
+
+use bytes::{BufMut, Bytes};
+
+use crate::wire::{Message, WireConfig, vlq};
+
+/// HELLO frame type.
+pub const HELLO: u8 = 0x60;
+/// DATA frame type.
+pub const DATA: u8 = 0x61;
+/// ACK frame type.
+pub const ACK: u8 = 0x62;
+/// ADVERT frame type.
+pub const ADVERT: u8 = 0x63;
+/// GOODBYE frame type.
+pub const GOODBYE: u8 = 0x64;
+/// PING frame type.
+pub const PING: u8 = 0x65;
+/// PONG frame type.
+pub const PONG: u8 = 0x66;
+
+/// Longest engine name.
+pub const MAX_NAME: usize = 31;
+
+/// DATA flag bits.
+const FLAG_UNORDERED: u8 = 0x01;
+const FLAG_UNRELIABLE: u8 = 0x02;
+const FLAG_MAILBOX: u8 = 0x04;
+const FLAG_KNOWN: u8 = FLAG_UNORDERED | FLAG_UNRELIABLE | FLAG_MAILBOX;
+
+/// An engine's name: 1 to 31 bytes, stored inline (no allocation, `Copy`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EngineId {
+    len: u8,
+    bytes: [u8; MAX_NAME],
+}
+
+impl EngineId {
+    /// An engine name. Fails if empty or longer than 31 bytes.
+    pub fn new(name: &str) -> Result<EngineId, BadName> {
+        Self::from_bytes(name.as_bytes())
+    }
+
+    /// As [`EngineId::new`], for a `&'static str` known to be valid; an
+    /// invalid constant is a programming error and panics at startup.
+    pub fn named(name: &'static str) -> EngineId {
+        match Self::new(name) {
+            Ok(id) => id,
+            Err(e) => panic!("invalid engine name constant {name:?}: {e}"),
+        }
+    }
+
+    fn from_bytes(b: &[u8]) -> Result<EngineId, BadName> {
+        if b.is_empty() || b.len() > MAX_NAME {
+            return Err(BadName(b.len()));
+        }
+        let mut bytes = [0u8; MAX_NAME];
+        bytes[..b.len()].copy_from_slice(b);
+        Ok(EngineId { len: b.len() as u8, bytes })
+    }
+
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The name (lossy for non-UTF-8 names received from peers).
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for EngineId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EngineId({})", self.as_str())
+    }
+}
+
+impl std::fmt::Display for EngineId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+/// An engine name that is empty or over 31 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("engine names are 1 to 31 bytes, got {0}")]
+pub struct BadName(pub usize);
+
+/// A mailbox inside an engine (node proxy: `mailbox: Option<MailboxId>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MailboxId(pub u64);
+
+/// Transport preferences a send carries. TCP, the one transport so far,
+/// is ordered and reliable, so it honours every combination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TransportPrefs {
+    /// The message may overtake earlier ones.
+    pub unordered: bool,
+    /// The message may be dropped.
+    pub unreliable: bool,
+}
+
+/// A message between engines on two nodes (node proxy: `EngineMsg`).
+#[derive(Debug, Clone)]
+pub struct EngineMsg {
+    /// The sending engine.
+    pub sender: EngineId,
+    /// The receiving engine.
+    pub target: EngineId,
+    /// An optional mailbox inside the target.
+    pub mailbox: Option<MailboxId>,
+    /// The message itself.
+    pub msg: Message,
+}
+
+/// Why a receiver refused a message (travels in ACK frames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefuseReason {
+    /// No engine of that name runs on the receiving node.
+    UnknownEngine,
+    /// The target's inbox is full: a temporary condition.
+    Busy,
+    /// The message does not decode (bad cells or payload shape).
+    Malformed,
+    /// The receiving node is shutting down.
+    ShuttingDown,
+}
+
+impl RefuseReason {
+    fn code(self) -> u8 {
+        match self {
+            RefuseReason::UnknownEngine => 1,
+            RefuseReason::Busy => 2,
+            RefuseReason::Malformed => 3,
+            RefuseReason::ShuttingDown => 4,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            1 => RefuseReason::UnknownEngine,
+            2 => RefuseReason::Busy,
+            3 => RefuseReason::Malformed,
+            4 => RefuseReason::ShuttingDown,
+            _ => return None,
+        })
+    }
+
+    /// Lower-case name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefuseReason::UnknownEngine => "unknown_engine",
+            RefuseReason::Busy => "busy",
+            RefuseReason::Malformed => "malformed",
+            RefuseReason::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Why a link is being closed (GOODBYE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GoodbyeReason {
+    /// The node is shutting down.
+    Shutdown,
+    /// An ephemeral link had nothing to do.
+    Idle,
+    /// Another link to the same node won (simultaneous dials).
+    Duplicate,
+    /// The sender saw a protocol error.
+    ProtocolError,
+}
+
+impl GoodbyeReason {
+    fn code(self) -> u8 {
+        match self {
+            GoodbyeReason::Shutdown => 1,
+            GoodbyeReason::Idle => 2,
+            GoodbyeReason::Duplicate => 3,
+            GoodbyeReason::ProtocolError => 4,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            1 => GoodbyeReason::Shutdown,
+            2 => GoodbyeReason::Idle,
+            3 => GoodbyeReason::Duplicate,
+            4 => GoodbyeReason::ProtocolError,
+            _ => return None,
+        })
+    }
+}
+
+/// A link frame the peer sent that breaks the link protocol. Ends the link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// An empty frame or an unknown frame type.
+    #[error("unknown link frame type {0:#04x}")]
+    UnknownType(u8),
+    /// The frame is shorter than its fields.
+    #[error("{0} frame is truncated")]
+    Truncated(&'static str),
+    /// Bytes after the last field.
+    #[error("{0} frame has trailing bytes")]
+    Trailing(&'static str),
+    /// A VLQ field is not canonical or overflows.
+    #[error("{0} frame has a bad VLQ field")]
+    BadVlq(&'static str),
+    /// A field value outside its range (flag bits, names, reason codes).
+    #[error("{0} frame has an invalid field: {1}")]
+    Invalid(&'static str, &'static str),
+    /// A frame that is not allowed now (e.g. DATA before HELLO).
+    #[error("{0} frame out of order: {1}")]
+    OutOfOrder(&'static str, &'static str),
+}
+
+/// A decoded link frame (views into the received frame).
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// First frame in each direction of a new link.
+    Hello {
+        /// The sender's process incarnation.
+        incarnation: u64,
+        /// The incarnation of our process whose messages the sender has been
+        /// receiving (0: none).
+        rx_incarnation: u64,
+        /// The next seq the sender expects from that incarnation.
+        rx_next: u64,
+        /// The lowest seq whose refusal the sender still remembers (it
+        /// forgets the oldest beyond 65,536).
+        refusal_floor: u64,
+    },
+    /// An engine message.
+    Data {
+        /// Delivery sequence number (per sender incarnation, starts at 1).
+        seq: u64,
+        /// Preferences the sender attached.
+        prefs: TransportPrefs,
+        /// The message, not yet validated (decoding it is the receiver's job).
+        sender: EngineId,
+        /// Target engine.
+        target: EngineId,
+        /// Mailbox.
+        mailbox: Option<MailboxId>,
+        /// `type byte ‖ multi-cell`, a view into the frame.
+        message: Bytes,
+    },
+    /// Cumulative acknowledgement.
+    Ack {
+        /// Every seq below this was handled (delivered or refused).
+        rx_next: u64,
+        /// Which of them were refused, and why.
+        refused: Vec<(u64, RefuseReason)>,
+    },
+    /// The sender's NodeAdvert, multi-cell encoded.
+    Advert(Bytes),
+    /// The sender is closing the link.
+    Goodbye(GoodbyeReason),
+    /// Liveness probe.
+    Ping(u64),
+    /// Answer to a probe.
+    Pong(u64),
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Cursor<'a> {
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        let (&x, rest) = self.b.split_first().ok_or(FrameError::Truncated(self.what))?;
+        self.b = rest;
+        Ok(x)
+    }
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        if self.b.len() < 8 {
+            return Err(FrameError::Truncated(self.what));
+        }
+        let (x, rest) = self.b.split_at(8);
+        self.b = rest;
+        Ok(u64::from_be_bytes(x.try_into().unwrap_or([0; 8])))
+    }
+    fn vlq(&mut self) -> Result<u64, FrameError> {
+        match vlq::decode(self.b) {
+            Ok((v, n)) => {
+                self.b = &self.b[n..];
+                Ok(v)
+            }
+            Err(vlq::VlqError::Truncated) => Err(FrameError::Truncated(self.what)),
+            Err(_) => Err(FrameError::BadVlq(self.what)),
+        }
+    }
+    fn name(&mut self) -> Result<EngineId, FrameError> {
+        let n = usize::from(self.u8()?);
+        if n == 0 || n > MAX_NAME {
+            return Err(FrameError::Invalid(self.what, "engine name length"));
+        }
+        if self.b.len() < n {
+            return Err(FrameError::Truncated(self.what));
+        }
+        let (x, rest) = self.b.split_at(n);
+        self.b = rest;
+        EngineId::from_bytes(x).map_err(|_| FrameError::Invalid(self.what, "engine name"))
+    }
+    fn end(&self) -> Result<(), FrameError> {
+        if self.b.is_empty() { Ok(()) } else { Err(FrameError::Trailing(self.what)) }
+    }
+}
+
+impl Frame {
+    /// Decodes one link frame. The DATA message is returned undecoded.
+    pub fn decode(frame: &Bytes) -> Result<Frame, FrameError> {
+        let (&ty, body) = frame.split_first().ok_or(FrameError::UnknownType(0))?;
+        match ty {
+            HELLO => {
+                let mut c = Cursor { b: body, what: "HELLO" };
+                let f = Frame::Hello {
+                    incarnation: c.u64()?,
+                    rx_incarnation: c.u64()?,
+                    rx_next: c.vlq()?,
+                    refusal_floor: c.vlq()?,
+                };
+                c.end()?;
+                Ok(f)
+            }
+            DATA => {
+                let mut c = Cursor { b: body, what: "DATA" };
+                let seq = c.vlq()?;
+                let flags = c.u8()?;
+                if flags & !FLAG_KNOWN != 0 {
+                    return Err(FrameError::Invalid("DATA", "unknown flag bits"));
+                }
+                let sender = c.name()?;
+                let target = c.name()?;
+                let mailbox = if flags & FLAG_MAILBOX != 0 { Some(MailboxId(c.vlq()?)) } else { None };
+                if seq == 0 {
+                    return Err(FrameError::Invalid("DATA", "seq 0"));
+                }
+                let at = frame.len() - c.b.len();
+                Ok(Frame::Data {
+                    seq,
+                    prefs: TransportPrefs {
+                        unordered: flags & FLAG_UNORDERED != 0,
+                        unreliable: flags & FLAG_UNRELIABLE != 0,
+                    },
+                    sender,
+                    target,
+                    mailbox,
+                    message: frame.slice(at..),
+                })
+            }
+            ACK => {
+                let mut c = Cursor { b: body, what: "ACK" };
+                let rx_next = c.vlq()?;
+                let n = c.vlq()?;
+                // Each entry is at least 2 bytes: bound the count by the bytes present.
+                if n > (c.b.len() / 2) as u64 {
+                    return Err(FrameError::Truncated("ACK"));
+                }
+                let mut refused = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    let seq = c.vlq()?;
+                    let r = RefuseReason::from_code(c.u8()?).ok_or(FrameError::Invalid("ACK", "refuse reason"))?;
+                    if seq >= rx_next {
+                        return Err(FrameError::Invalid("ACK", "refused seq not below rx_next"));
+                    }
+                    refused.push((seq, r));
+                }
+                c.end()?;
+                Ok(Frame::Ack { rx_next, refused })
+            }
+            ADVERT => Ok(Frame::Advert(frame.slice(1..))),
+            GOODBYE => {
+                let mut c = Cursor { b: body, what: "GOODBYE" };
+                let r = GoodbyeReason::from_code(c.u8()?).ok_or(FrameError::Invalid("GOODBYE", "reason"))?;
+                c.end()?;
+                Ok(Frame::Goodbye(r))
+            }
+            PING | PONG => {
+                let mut c = Cursor { b: body, what: if ty == PING { "PING" } else { "PONG" } };
+                let n = c.u64()?;
+                c.end()?;
+                Ok(if ty == PING { Frame::Ping(n) } else { Frame::Pong(n) })
+            }
+            other => Err(FrameError::UnknownType(other)),
+        }
+    }
+}
+
+/// Where encoded frames go: the shard writes them into a link's records,
+/// tests collect them.
+pub trait FrameSink {
+    /// Appends one frame made of `parts` concatenated.
+    fn frame(&mut self, parts: &[&[u8]]);
+}
+
+impl FrameSink for Vec<Bytes> {
+    fn frame(&mut self, parts: &[&[u8]]) {
+        self.push(Bytes::from(parts.concat()));
+    }
+}
+
+/// Encodes a HELLO.
+pub fn hello(sink: &mut dyn FrameSink, incarnation: u64, rx_incarnation: u64, rx_next: u64, refusal_floor: u64) {
+    let mut b = Vec::with_capacity(1 + 16 + 2 * vlq::MAX_LEN);
+    b.put_u8(HELLO);
+    b.put_u64(incarnation);
+    b.put_u64(rx_incarnation);
+    vlq::write_len(&mut b, rx_next as usize);
+    vlq::write_len(&mut b, refusal_floor as usize);
+    sink.frame(&[&b]);
+}
+
+/// Encodes a DATA frame header; the message bytes follow as a second part.
+pub fn data(sink: &mut dyn FrameSink, seq: u64, prefs: TransportPrefs, msg: &EngineMsg) {
+    const CAP: usize = 1 + vlq::MAX_LEN + 1 + 2 * (1 + MAX_NAME) + vlq::MAX_LEN;
+    let mut h = [0u8; CAP];
+    let mut w = &mut h[..];
+    w.put_u8(DATA);
+    vlq::write_len(&mut w, seq as usize);
+    let mut flags = 0;
+    if prefs.unordered {
+        flags |= FLAG_UNORDERED;
+    }
+    if prefs.unreliable {
+        flags |= FLAG_UNRELIABLE;
+    }
+    if msg.mailbox.is_some() {
+        flags |= FLAG_MAILBOX;
+    }
+    w.put_u8(flags);
+    for name in [&msg.sender, &msg.target] {
+        w.put_u8(name.len);
+        w.put_slice(name.as_bytes());
+    }
+    if let Some(m) = msg.mailbox {
+        // Mailbox IDs are below 2^63 in practice; larger ones are clamped by the VLQ limit.
+        let _ = vlq::write(&mut w, m.0.min(vlq::MAX_VALUE));
+    }
+    let used = CAP - w.len();
+    sink.frame(&[&h[..used], msg.msg.bytes()]);
+}
+
+/// Encodes an ACK.
+pub fn ack(sink: &mut dyn FrameSink, rx_next: u64, refused: &[(u64, RefuseReason)]) {
+    let mut b = Vec::with_capacity(1 + 2 * vlq::MAX_LEN + refused.len() * (vlq::MAX_LEN + 1));
+    b.put_u8(ACK);
+    vlq::write_len(&mut b, rx_next as usize);
+    vlq::write_len(&mut b, refused.len());
+    for (seq, r) in refused {
+        vlq::write_len(&mut b, *seq as usize);
+        b.put_u8(r.code());
+    }
+    sink.frame(&[&b]);
+}
+
+/// Encodes an ADVERT carrying a multi-cell encoding.
+pub fn advert(sink: &mut dyn FrameSink, encoded: &[u8]) {
+    sink.frame(&[&[ADVERT], encoded]);
+}
+
+/// Encodes a GOODBYE.
+pub fn goodbye(sink: &mut dyn FrameSink, reason: GoodbyeReason) {
+    sink.frame(&[&[GOODBYE, reason.code()]]);
+}
+
+/// Encodes a PING or PONG.
+pub fn ping(sink: &mut dyn FrameSink, pong: bool, nonce: u64) {
+    let mut b = [0u8; 9];
+    b[0] = if pong { PONG } else { PING };
+    b[1..].copy_from_slice(&nonce.to_be_bytes());
+    sink.frame(&[&b]);
+}
+
+/// Decodes a DATA frame's message (validates its cells).
+pub fn decode_message(message: Bytes, cfg: &WireConfig) -> Result<Message, crate::wire::DecodeError> {
+    Message::decode(message, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{MessageType, Value, encode_message};
+
+    #[test]
+    fn round_trips() {
+        let cfg = WireConfig::default();
+        let m = Message::decode(encode_message(MessageType::Belief, &Value::Long(5), &cfg).unwrap(), &cfg).unwrap();
+        let msg = EngineMsg {
+            sender: EngineId::named("a"),
+            target: EngineId::named("target-engine"),
+            mailbox: Some(MailboxId(300)),
+            msg: m,
+        };
+        let mut out: Vec<Bytes> = Vec::new();
+        hello(&mut out, 7, 8, 9, 3);
+        data(&mut out, 42, TransportPrefs { unordered: true, unreliable: false }, &msg);
+        ack(&mut out, 50, &[(44, RefuseReason::Busy), (45, RefuseReason::UnknownEngine)]);
+        goodbye(&mut out, GoodbyeReason::Idle);
+        ping(&mut out, false, 1);
+        ping(&mut out, true, 2);
+        advert(&mut out, &[0x10]);
+        let f: Vec<Frame> = out.iter().map(|b| Frame::decode(b).unwrap()).collect();
+        assert!(matches!(f[0], Frame::Hello { incarnation: 7, rx_incarnation: 8, rx_next: 9, refusal_floor: 3 }));
+        match &f[1] {
+            Frame::Data { seq: 42, prefs, sender, target, mailbox: Some(MailboxId(300)), message } => {
+                assert!(prefs.unordered && !prefs.unreliable);
+                assert_eq!((sender.as_str(), target.as_str()), ("a".into(), "target-engine".into()));
+                assert_eq!(message, msg.msg.bytes());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&f[2], Frame::Ack { rx_next: 50, refused } if refused.len() == 2));
+        assert!(matches!(f[3], Frame::Goodbye(GoodbyeReason::Idle)));
+        assert!(matches!(f[4], Frame::Ping(1)));
+        assert!(matches!(f[5], Frame::Pong(2)));
+        assert!(matches!(&f[6], Frame::Advert(b) if b.as_ref() == [0x10]));
+    }
+
+    #[test]
+    fn bad_frames_are_typed() {
+        let d = |b: &[u8]| Frame::decode(&Bytes::copy_from_slice(b)).unwrap_err();
+        assert_eq!(d(&[]), FrameError::UnknownType(0));
+        assert_eq!(d(&[0x99]), FrameError::UnknownType(0x99));
+        assert_eq!(d(&[HELLO, 1, 2]), FrameError::Truncated("HELLO"));
+        assert_eq!(d(&[GOODBYE, 1, 0]), FrameError::Trailing("GOODBYE"));
+        assert_eq!(d(&[GOODBYE, 9]), FrameError::Invalid("GOODBYE", "reason"));
+        assert_eq!(d(&[DATA, 0x80, 0]), FrameError::BadVlq("DATA"));
+        assert_eq!(d(&[DATA, 1, 0x80]), FrameError::Invalid("DATA", "unknown flag bits"));
+        assert_eq!(d(&[DATA, 1, 0, 0]), FrameError::Invalid("DATA", "engine name length"));
+        assert_eq!(d(&[DATA, 0, 0, 1, b'a', 1, b'b']), FrameError::Invalid("DATA", "seq 0"));
+        // An ACK claiming a million refusals in three bytes: rejected before allocating.
+        assert_eq!(d(&[ACK, 5, 0xbd, 0x84, 0x40]), FrameError::Truncated("ACK"));
+        assert_eq!(d(&[ACK, 5, 1, 7, 1]), FrameError::Invalid("ACK", "refused seq not below rx_next"));
+    }
+}
