@@ -4,6 +4,8 @@
 //!
 //! Dependencies point one way, down:
 //!
+//! - [`node`]: the public API: Node builder, handles, engines, metrics.
+//! - `shard`: glommio executors, sockets, cross-shard mesh (the only IO).
 //! - [`proxy`]: one state machine per remote node: queues, seqs, acks (pure).
 //! - [`handshake`]: identities, Noise IK handshake, AES-256-GCM records (pure).
 //! - [`wire`]: VLQ, CAD3 cells, multi-cell messages, stream frames (pure).
@@ -13,7 +15,9 @@
 #![warn(missing_docs)]
 
 pub mod handshake;
+pub mod node;
 pub mod proxy;
+mod shard;
 pub mod wire;
 
 #[doc(hidden)]

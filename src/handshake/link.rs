@@ -135,6 +135,19 @@ impl Link {
         self.write_plain(frame, out)
     }
 
+    /// As [`Link::send_frame`] for a frame given as several parts (a header
+    /// and a payload that already lives elsewhere): no intermediate copy.
+    pub fn send_frame_parts(&mut self, parts: &[&[u8]], out: &mut BytesMut) -> Result<(), LinkError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut hdr = [0u8; vlq::MAX_LEN];
+        let n = vlq::write_len(&mut &mut hdr[..], len);
+        self.write_plain(&hdr[..n], out)?;
+        for p in parts {
+            self.write_plain(p, out)?;
+        }
+        Ok(())
+    }
+
     /// Writes `frames` back to back, then flushes: one call per batch.
     pub fn send_frames<'a>(
         &mut self,

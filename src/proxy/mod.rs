@@ -95,6 +95,20 @@ pub enum Outcome {
     /// Its fate is unknown and cannot be learnt: it was in flight when the
     /// remote process restarted, or when this node shut down.
     Unresolved(Unresolved),
+    /// It was never queued (reported when a send crossed threads or shards
+    /// before the queue could say no). Not delivered.
+    NotQueued(NotQueued),
+}
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotQueued {
+    /// The node proxy's queue was full.
+    QueueFull,
+    /// The remote refused our connection recently.
+    Refused(Refusal),
+    /// The node was shutting down.
+    ShuttingDown,
 }
 
 impl Outcome {
@@ -106,6 +120,7 @@ impl Outcome {
             Outcome::Refused(_) => "refused",
             Outcome::Undeliverable(_) => "undeliverable",
             Outcome::Unresolved(_) => "unresolved",
+            Outcome::NotQueued(_) => "not_queued",
         }
     }
 }
@@ -136,7 +151,7 @@ pub struct Outgoing {
     pub prefs: TransportPrefs,
     /// Give up sending after this time (proxy clock, ms).
     pub expiry_ms: u64,
-    /// Report [`Outcome::Delivered`] too (failures are always reported).
+    /// Report [`Outcome::Delivered`] to the sender too (failures always are).
     pub notify_delivered: bool,
     /// Delivery seq once first sent (0: not yet).
     seq: u64,
@@ -244,7 +259,9 @@ pub enum ProxyEvent {
     Dial,
     /// Close this link (its last frames have been handed to transmit).
     Close(LinkId),
-    /// A message's final answer, for the engine that sent it.
+    /// A message's final answer, for the engine that sent it. Emitted for
+    /// every message; `notify` says whether the sender asked to hear about
+    /// successful deliveries.
     Outcome {
         /// The message.
         id: MsgId,
@@ -252,6 +269,8 @@ pub enum ProxyEvent {
         origin: u64,
         /// The answer.
         outcome: Outcome,
+        /// Whether the sender asked for delivery notifications.
+        notify: bool,
         /// The message itself when it was not delivered.
         returned: Option<Box<EngineMsg>>,
     },
@@ -972,14 +991,12 @@ impl NodeProxy {
         match outcome {
             Outcome::Delivered => self.stats.delivered += 1,
             Outcome::Expired => self.stats.expired += 1,
-            Outcome::Refused(_) | Outcome::Undeliverable(_) => self.stats.refused += 1,
+            Outcome::Refused(_) | Outcome::Undeliverable(_) | Outcome::NotQueued(_) => self.stats.refused += 1,
             Outcome::Unresolved(_) => self.stats.unresolved += 1,
         }
-        if outcome == Outcome::Delivered && !m.notify_delivered {
-            return;
-        }
         let returned = (outcome != Outcome::Delivered).then(|| Box::new(m.msg));
-        self.events.push_back(ProxyEvent::Outcome { id: m.id, origin: m.origin, outcome, returned });
+        let notify = m.notify_delivered;
+        self.events.push_back(ProxyEvent::Outcome { id: m.id, origin: m.origin, outcome, notify, returned });
     }
 
     /// Expires queued messages (never in-flight ones) whose time has come.

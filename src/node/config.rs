@@ -1,0 +1,148 @@
+//! Node configuration: every limit and timing in one struct, with
+//! documented defaults.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::handshake::{HandshakeConfig, NodeId};
+use crate::proxy::{Permanence, ProxyConfig};
+use crate::wire::WireConfig;
+
+/// How many shards (executor threads) a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shards {
+    /// One per available CPU (default).
+    #[default]
+    PerCore,
+    /// Exactly this many (at least 1).
+    Count(usize),
+}
+
+impl Shards {
+    /// The number this resolves to on this machine.
+    pub fn resolve(self) -> usize {
+        match self {
+            Shards::PerCore => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Shards::Count(n) => n.max(1),
+        }
+    }
+}
+
+/// Where shard threads run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Let the OS schedule them (default: robust when several nodes share a machine).
+    #[default]
+    Unbound,
+    /// Pin shard `i` to CPU `i mod CPUs` (thread-per-core; best for a dedicated machine).
+    PinnedPerCore,
+    /// Pin shard `i` to `cpus[i mod len]`.
+    Cpus(Vec<usize>),
+}
+
+/// Which socket path the shards use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// glommio's TCP streams.
+    #[default]
+    Glommio,
+}
+
+/// Which shards accept connections on the listening port.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ListenShards {
+    /// Every shard (SO_REUSEPORT: the kernel spreads connections; default).
+    #[default]
+    All,
+    /// Only these shards; sockets whose handshake names a node another
+    /// shard owns are handed to it.
+    Only(Vec<usize>),
+}
+
+/// A peer known at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Its NodeId.
+    pub id: NodeId,
+    /// Where to dial it.
+    pub addr: SocketAddr,
+    /// Kept up or not.
+    pub permanence: Permanence,
+}
+
+/// Everything a node needs to know, with defaults that are safe to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Number of shards (default: one per core).
+    pub shards: Shards,
+    /// Where shard threads run (default: unbound).
+    pub placement: Placement,
+    /// Where to listen (default: nowhere — a dial-only node).
+    pub listen: Option<SocketAddr>,
+    /// Which shards accept (default: all, through SO_REUSEPORT).
+    pub listen_shards: ListenShards,
+    /// Peers to know at start.
+    pub peers: Vec<PeerConfig>,
+    /// If set, only these NodeIds may connect; others are refused as Denied.
+    pub allow: Option<HashSet<NodeId>>,
+    /// Most established links, node-wide (default 10,000); beyond it inbound
+    /// dials are refused as OverCapacity.
+    pub max_links: usize,
+    /// Most handshakes in progress on accepted connections, node-wide
+    /// (default 256); beyond it the early over-capacity refusal is sent
+    /// before any cryptography.
+    pub max_pending_handshakes: usize,
+    /// Replay cache entries (default 65,536; see docs/protocol.md 8.4).
+    pub replay_cache: usize,
+    /// Handshake settings: versions, clock skew, timeout (5 s), AEAD backend,
+    /// largest link frame (8 MiB).
+    pub handshake: HandshakeConfig,
+    /// Codec limits: largest cell (8192), most branches (4096), hash (BLAKE3).
+    pub wire: WireConfig,
+    /// Per-node-proxy queue limits and timings: 65,536 messages / 64 MiB
+    /// queued per remote node, backoff 20 ms to 30 s, ephemeral idle close
+    /// after 60 s, keepalive 5 s, link declared dead after 20 s of silence.
+    pub proxy: ProxyConfig,
+    /// Default expiry of a send (30 s).
+    pub default_expiry: Duration,
+    /// Batches a cross-shard queue holds (default 4096).
+    pub mesh_capacity: usize,
+    /// Commands the handle's queue into each shard holds (default 65,536).
+    pub inbox_capacity: usize,
+    /// Events the handle's event queue holds (default 65,536); deliveries to
+    /// external engines beyond it are refused as Busy.
+    pub event_capacity: usize,
+    /// Busy-poll this long before a shard parks (default 0).
+    pub spin_before_park: Duration,
+    /// The socket path.
+    pub io: IoMode,
+    /// How long a graceful shutdown may take (default 5 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            shards: Shards::PerCore,
+            placement: Placement::Unbound,
+            listen: None,
+            listen_shards: ListenShards::All,
+            peers: Vec::new(),
+            allow: None,
+            max_links: 10_000,
+            max_pending_handshakes: 256,
+            replay_cache: 65_536,
+            handshake: HandshakeConfig::default(),
+            wire: WireConfig::default(),
+            proxy: ProxyConfig::default(),
+            default_expiry: Duration::from_secs(30),
+            mesh_capacity: 4096,
+            inbox_capacity: 65_536,
+            event_capacity: 65_536,
+            spin_before_park: Duration::ZERO,
+            io: IoMode::Glommio,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}

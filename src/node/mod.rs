@@ -1,0 +1,491 @@
+//! The public API: build and start a [`Node`], register engines, send
+//! messages, receive events, read metrics, shut down.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use shardwire::handshake::Identity;
+//! use shardwire::node::{Node, SendOptions, Shards};
+//! use shardwire::proxy::EngineId;
+//!
+//! let node = Node::builder()
+//!     .identity(Identity::generate())
+//!     .listen("127.0.0.1:0".parse().unwrap())
+//!     .shards(Shards::Count(2))
+//!     .external_engine("app")
+//!     .start()
+//!     .unwrap();
+//! println!("{} listens on {:?}", node.node_id(), node.listen_addr());
+//! node.shutdown(Duration::from_secs(1));
+//! ```
+//!
+//! Engines run on shards (one instance per shard, created by a factory):
+//! an incoming message is delivered to the target engine on the shard that
+//! owns the sender's link. Threads outside the shards use the
+//! [`NodeHandle`] (`Send + Sync + Clone`) and its event queue.
+
+pub mod config;
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+pub use config::{IoMode, ListenShards, NodeConfig, PeerConfig, Placement, Shards};
+pub use metrics::{Metric, ShardMetrics};
+
+use crate::handshake::{Identity, NodeId};
+use crate::proxy::{Address, EngineId, EngineMsg, MailboxId, MsgId, NodeAdvert, Outcome, Permanence, TransportPrefs};
+use crate::shard;
+pub use crate::shard::ShardCtx;
+use crate::wire::Message;
+
+/// The shard that owns the node proxy for `id` among `shards`: a stable
+/// function of the NodeId (the first 8 bytes of the key, which is uniform).
+pub fn shard_of(id: &NodeId, shards: usize) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    (u64::from_le_bytes(b) % shards.max(1) as u64) as usize
+}
+
+/// How to send one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendOptions {
+    /// Give up if not delivered within this long (default: the node's
+    /// `default_expiry`, 30 s).
+    pub expiry: Option<Duration>,
+    /// Transport preferences (TCP honours all).
+    pub prefs: TransportPrefs,
+    /// Mailbox inside the target engine.
+    pub mailbox: Option<MailboxId>,
+    /// Also report successful delivery (failures are always reported).
+    pub notify_delivered: bool,
+}
+
+impl SendOptions {
+    /// Expire after `d`.
+    pub fn expiring_in(d: Duration) -> Self {
+        SendOptions { expiry: Some(d), ..Self::default() }
+    }
+
+    /// Also report [`Outcome::Delivered`].
+    pub fn notify(mut self) -> Self {
+        self.notify_delivered = true;
+        self
+    }
+}
+
+/// Why a send was not accepted at all (the message is handed back).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// A bounded queue on the way is full: retry later.
+    #[error("queue full")]
+    Full(Box<EngineMsg>),
+    /// The remote refused our connection recently (denied / incompatible).
+    #[error("the remote refused the connection: {}", .0.name())]
+    Refused(crate::handshake::Refusal, Box<EngineMsg>),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown(Box<EngineMsg>),
+    /// The target is this node itself.
+    #[error("cannot send to this node itself")]
+    ToSelf(Box<EngineMsg>),
+}
+
+impl SendError {
+    /// The message, handed back.
+    pub fn into_msg(self) -> EngineMsg {
+        match self {
+            SendError::Full(m) | SendError::Refused(_, m) | SendError::ShuttingDown(m) | SendError::ToSelf(m) => *m,
+        }
+    }
+}
+
+/// What threads outside the shards receive.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    /// A message for an external engine.
+    Message {
+        /// The sending node.
+        from: NodeId,
+        /// The message.
+        msg: EngineMsg,
+    },
+    /// The final answer for a message sent through the handle.
+    Outcome {
+        /// Its ID (as `send` returned).
+        id: MsgId,
+        /// The answer.
+        outcome: Outcome,
+        /// The message, when not delivered.
+        returned: Option<Box<EngineMsg>>,
+    },
+    /// A link to a node came up.
+    LinkUp(NodeId),
+    /// A link to a node went down.
+    LinkDown(NodeId),
+    /// A newer advert of a node was accepted.
+    Advert(NodeAdvert),
+}
+
+/// An application component running on every shard.
+///
+/// Callbacks run on the shard's thread and must not block. They receive a
+/// [`ShardCtx`] to send messages as this engine.
+pub trait Engine: 'static {
+    /// A message arrived for this engine.
+    fn on_message(&mut self, ctx: &ShardCtx, from: NodeId, msg: EngineMsg);
+
+    /// The final answer for a message this engine sent (failures always;
+    /// deliveries when the send asked for them).
+    fn on_outcome(&mut self, ctx: &ShardCtx, id: MsgId, outcome: Outcome, returned: Option<Box<EngineMsg>>) {
+        let _ = (ctx, id, outcome, returned);
+    }
+
+    /// A link to `node` came up or went down.
+    fn on_link(&mut self, ctx: &ShardCtx, node: NodeId, up: bool) {
+        let _ = (ctx, node, up);
+    }
+}
+
+/// Creates an engine instance for one shard.
+pub type EngineFactory = Arc<dyn Fn(&ShardInfo) -> Box<dyn Engine> + Send + Sync>;
+
+/// What an engine factory knows about the shard it builds for.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardInfo {
+    /// This shard's index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+    /// This node.
+    pub node_id: NodeId,
+}
+
+/// Builds a [`Node`].
+pub struct NodeBuilder {
+    identity: Option<Identity>,
+    cfg: NodeConfig,
+    engines: Vec<(EngineId, EngineFactory)>,
+    external: Vec<EngineId>,
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// No identity was given.
+    #[error("a node needs an identity (NodeBuilder::identity)")]
+    NoIdentity,
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A shard executor could not start (glommio needs io_uring and at least
+    /// 512 KiB of locked memory: `ulimit -l`).
+    #[error("cannot start shard {shard}: {reason}")]
+    Shard {
+        /// Which shard.
+        shard: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Two engines share a name.
+    #[error("engine {0} registered twice")]
+    DuplicateEngine(EngineId),
+}
+
+/// Entry point: `Node::builder()`.
+pub struct Node;
+
+impl Node {
+    /// A builder with default configuration.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder { identity: None, cfg: NodeConfig::default(), engines: Vec::new(), external: Vec::new() }
+    }
+}
+
+impl NodeBuilder {
+    /// The node's static keypair.
+    pub fn identity(mut self, id: Identity) -> Self {
+        self.identity = Some(id);
+        self
+    }
+
+    /// Where to listen.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.cfg.listen = Some(addr);
+        self
+    }
+
+    /// How many shards.
+    pub fn shards(mut self, s: Shards) -> Self {
+        self.cfg.shards = s;
+        self
+    }
+
+    /// A peer known at start.
+    pub fn peer(mut self, id: NodeId, addr: SocketAddr, permanence: Permanence) -> Self {
+        self.cfg.peers.push(PeerConfig { id, addr, permanence });
+        self
+    }
+
+    /// Only these NodeIds may connect (repeatable).
+    pub fn allow(mut self, id: NodeId) -> Self {
+        self.cfg.allow.get_or_insert_with(Default::default).insert(id);
+        self
+    }
+
+    /// Replaces the whole configuration (identity and engines are kept).
+    pub fn config(mut self, cfg: NodeConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Edits the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut NodeConfig)) -> Self {
+        f(&mut self.cfg);
+        self
+    }
+
+    /// Registers an engine: `factory` runs once per shard.
+    pub fn engine<E: Engine>(mut self, name: &'static str, factory: impl Fn(&ShardInfo) -> E + Send + Sync + 'static) -> Self {
+        let f: EngineFactory = Arc::new(move |info| Box::new(factory(info)));
+        self.engines.push((EngineId::named(name), f));
+        self
+    }
+
+    /// Messages for engine `name` go to the handle's event queue.
+    pub fn external_engine(mut self, name: &'static str) -> Self {
+        self.external.push(EngineId::named(name));
+        self
+    }
+
+    /// Starts the shards; returns once every shard listens and runs.
+    pub fn start(self) -> Result<NodeHandle, StartError> {
+        let identity = self.identity.ok_or(StartError::NoIdentity)?;
+        let mut names = std::collections::HashSet::new();
+        for id in self.engines.iter().map(|(n, _)| n).chain(self.external.iter()) {
+            if !names.insert(*id) {
+                return Err(StartError::DuplicateEngine(*id));
+            }
+        }
+        shard::start(identity, self.cfg, self.engines, self.external)
+    }
+}
+
+/// Totals of a shutdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Messages received from peers and delivered to local engines.
+    pub received: u64,
+    /// Messages accepted for sending.
+    pub sent: u64,
+    /// Of those, delivered.
+    pub delivered: u64,
+    /// Of those, expired.
+    pub expired: u64,
+    /// Of those, refused or undeliverable.
+    pub refused: u64,
+    /// Of those, with unknown fate.
+    pub unresolved: u64,
+    /// Messages that were not delivered when the node stopped: (remote, id, outcome).
+    pub undelivered: Vec<(NodeId, MsgId, Outcome)>,
+    /// The same counters per engine name (`handle` for sends through the handle).
+    pub engines: HashMap<String, EngineCounts>,
+}
+
+/// Per-engine message counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounts {
+    /// Delivered to this engine.
+    pub received: u64,
+    /// Sent by this engine.
+    pub sent: u64,
+    /// Its messages delivered.
+    pub delivered: u64,
+    /// Its messages expired.
+    pub expired: u64,
+    /// Its messages refused / undeliverable / not queued.
+    pub refused: u64,
+    /// Its messages with unknown fate.
+    pub unresolved: u64,
+}
+
+impl EngineCounts {
+    pub(crate) fn add(&mut self, o: &EngineCounts) {
+        self.received += o.received;
+        self.sent += o.sent;
+        self.delivered += o.delivered;
+        self.expired += o.expired;
+        self.refused += o.refused;
+        self.unresolved += o.unresolved;
+    }
+}
+
+/// The thread-safe handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) inner: Arc<HandleInner>,
+}
+
+pub(crate) struct HandleInner {
+    pub node_id: NodeId,
+    pub listen: Option<SocketAddr>,
+    pub shards: usize,
+    pub inboxes: Vec<shard::Inbox>,
+    pub events: Receiver<NodeEvent>,
+    pub metrics: Vec<Arc<ShardMetrics>>,
+    pub next_id: AtomicU64,
+    pub threads: Mutex<Vec<glommio::ExecutorJoinHandle<shard::ShardReport>>>,
+    pub adverts: Arc<RwLock<HashMap<NodeId, NodeAdvert>>>,
+    pub stopped: AtomicBool,
+    pub default_expiry: Duration,
+    pub epoch: Instant,
+    pub shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").field("node_id", &self.inner.node_id).field("shards", &self.inner.shards).finish()
+    }
+}
+
+/// The high bit marks message IDs issued by the handle.
+const HANDLE_ID_BIT: u64 = 1 << 63;
+
+impl NodeHandle {
+    /// This node's NodeId.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// Where it listens (the actual port when 0 was asked for).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.inner.listen
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.inner.shards
+    }
+
+    /// Sends `msg` to engine `target` on node `to`, as engine `sender`
+    /// (replies come back to that name, so make it an external engine to
+    /// receive them). Returns at once; the outcome arrives as an event.
+    pub fn send(
+        &self,
+        to: NodeId,
+        sender: EngineId,
+        target: EngineId,
+        msg: Message,
+        opts: SendOptions,
+    ) -> Result<MsgId, SendError> {
+        let engine_msg = EngineMsg { sender, target, mailbox: opts.mailbox, msg };
+        if self.inner.stopped.load(Ordering::Relaxed) {
+            return Err(SendError::ShuttingDown(Box::new(engine_msg)));
+        }
+        if to == self.inner.node_id {
+            return Err(SendError::ToSelf(Box::new(engine_msg)));
+        }
+        let id = MsgId(HANDLE_ID_BIT | self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let expiry = opts.expiry.unwrap_or(self.inner.default_expiry);
+        let expiry_ms = self.now_ms() + expiry.as_millis() as u64;
+        let cmd = shard::Command::Send { to, id, msg: engine_msg, prefs: opts.prefs, expiry_ms, notify: opts.notify_delivered };
+        let owner = shard_of(&to, self.inner.shards);
+        match self.inner.inboxes[owner].send(cmd) {
+            Ok(()) => Ok(id),
+            Err(shard::Command::Send { msg, .. }) => Err(SendError::Full(Box::new(msg))),
+            Err(_) => unreachable!("the inbox hands back the command it refused"),
+        }
+    }
+
+    /// The event queue (bounded; drain it).
+    pub fn events(&self) -> &Receiver<NodeEvent> {
+        &self.inner.events
+    }
+
+    /// Adds (or updates) a peer's address and permanence.
+    pub fn add_peer(&self, id: NodeId, addr: SocketAddr, permanence: Permanence) {
+        let owner = shard_of(&id, self.inner.shards);
+        let _ = self.inner.inboxes[owner].send(shard::Command::Peer { id, addr: Address::Tcp(addr), permanence });
+    }
+
+    /// Switches a node's link between permanent and ephemeral.
+    pub fn set_permanence(&self, id: NodeId, permanence: Permanence) {
+        let owner = shard_of(&id, self.inner.shards);
+        let _ = self.inner.inboxes[owner].send(shard::Command::Permanence { id, permanence });
+    }
+
+    /// The latest accepted advert of every known node.
+    pub fn adverts(&self) -> HashMap<NodeId, NodeAdvert> {
+        self.inner.adverts.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Per-shard metrics.
+    pub fn metrics(&self) -> &[Arc<ShardMetrics>] {
+        &self.inner.metrics
+    }
+
+    /// One metric summed over shards.
+    pub fn metric(&self, m: Metric) -> u64 {
+        self.inner.metrics.iter().map(|s| s.get(m)).sum()
+    }
+
+    /// Metrics in the Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        metrics::prometheus(&self.inner.metrics)
+    }
+
+    /// Milliseconds on the node's monotonic clock.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Graceful shutdown: stop accepting sends and connections, let queued
+    /// messages drain until `timeout`, say GOODBYE on every link, then
+    /// report what could not be delivered. Idempotent: later calls return
+    /// an empty report.
+    pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return ShutdownReport::default();
+        }
+        let deadline_ms = self.now_ms() + timeout.as_millis() as u64;
+        for inbox in &self.inner.inboxes {
+            let _ = inbox.send(shard::Command::Shutdown { deadline_ms });
+        }
+        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut report = ShutdownReport::default();
+        for t in threads {
+            if let Ok(r) = t.join() {
+                r.merge_into(&mut report);
+            }
+        }
+        report
+    }
+}
+
+impl Drop for HandleInner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the shards so their threads exit.
+        if !self.stopped.swap(true, Ordering::SeqCst) {
+            let deadline_ms = self.epoch.elapsed().as_millis() as u64 + self.shutdown_timeout.as_millis() as u64;
+            for inbox in &self.inboxes {
+                let _ = inbox.send(shard::Command::Shutdown { deadline_ms });
+            }
+            let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Connections on glommio's TCP streams: dialing, accepting, the handshake
+//! on both sides, handing accepted sockets to their owner shard, and each
+//! link's reader and writer tasks.
+
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use super::{Cross, Notify, Shard, wall_ms};
+use crate::handshake::connect::MAX_HANDSHAKE_FRAME;
+use crate::handshake::{
+    Decision, Established, HandshakeError, Initiator, Outcome as HsOutcome, Refusal, Responder, early_refusal,
+    early_reply_for,
+};
+use crate::node::{Metric, shard_of};
+use crate::proxy::{DialFailure, LinkId};
+use crate::wire::{FrameDecoder, write_frame};
+
+/// Runs `fut`, or fails with `on_timeout` after `d`.
+async fn with_timeout<T, E>(d: Duration, on_timeout: E, fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, E> {
+    futures_lite::future::or(fut, async {
+        glommio::timer::sleep(d).await;
+        Err(on_timeout)
+    })
+    .await
+}
+
+#[derive(Debug)]
+enum HsIo {
+    Io,
+    Closed,
+    Handshake(HandshakeError),
+    Timeout,
+}
+
+/// Reads one handshake frame; returns it and whatever followed it.
+async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut, HsIo> {
+    let mut dec = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match dec.decode(buf) {
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) => {}
+            Err(_) => return Err(HsIo::Handshake(HandshakeError::Malformed("handshake frame"))),
+        }
+        let n = stream.read(&mut chunk).await.map_err(|_| HsIo::Io)?;
+        if n == 0 {
+            return Err(HsIo::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn write_frame_to(stream: &mut TcpStream, body: &[u8]) -> Result<(), HsIo> {
+    let mut out = BytesMut::with_capacity(body.len() + 4);
+    write_frame(&mut out, body);
+    stream.write_all(&out).await.map_err(|_| HsIo::Io)
+}
+
+/// Dials `addr` and runs the initiator's handshake.
+pub(super) async fn dial(
+    shard: &Rc<Shard>,
+    remote: crate::handshake::NodeId,
+    addr: SocketAddr,
+) -> Result<(TcpStream, Box<Established>, Bytes), DialFailure> {
+    let cfg = &shard.cfg.handshake;
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let known_remote = shard.shared.adverts.read().ok().and_then(|m| m.get(&remote).map(|a| a.version)).unwrap_or(0);
+    let r = with_timeout(timeout, HsIo::Timeout, async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|_| HsIo::Io)?;
+        let _ = stream.set_nodelay(true);
+        let (init, msg1) = Initiator::start(&shard.identity, remote, shard.shared.our_advert.0, known_remote, cfg, wall_ms())
+            .map_err(HsIo::Handshake)?;
+        write_frame_to(&mut stream, &msg1).await?;
+        let mut buf = BytesMut::new();
+        let msg2 = read_frame(&mut stream, &mut buf).await?;
+        let est = init.read_reply(&msg2, wall_ms()).map_err(HsIo::Handshake)?;
+        Ok((stream, Box::new(est), buf.freeze()))
+    })
+    .await;
+    r.map_err(|e| {
+        tracing::debug!(remote = %remote.short(), %addr, error = ?e, "dial failed");
+        match e {
+            HsIo::Handshake(HandshakeError::Refused { reason, authenticated: true })
+                if matches!(reason, Refusal::Denied | Refusal::Incompatible) =>
+            {
+                tracing::warn!(remote = %remote.short(), %addr, "connection refused: {}", reason.name());
+                DialFailure::Refused(reason)
+            }
+            _ => DialFailure::Transient,
+        }
+    })
+}
+
+/// Accepts connections until the shard stops.
+pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shard.stopping.get() {
+            return;
+        }
+        let shared = &shard.shared;
+        let over = shared.pending_handshakes.load(Ordering::Relaxed) >= shard.cfg.max_pending_handshakes
+            || shared.links.load(Ordering::Relaxed) >= shard.cfg.max_links;
+        if over {
+            // Refused before any cryptography.
+            shard.metrics.add(Metric::handshakes_refused_over_capacity, 1);
+            glommio::spawn_local(async move {
+                let mut stream = stream;
+                let _ = with_timeout(Duration::from_millis(200), HsIo::Timeout, write_frame_to(&mut stream, &early_refusal())).await;
+            })
+            .detach();
+            continue;
+        }
+        shared.pending_handshakes.fetch_add(1, Ordering::Relaxed);
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            respond(&s, stream).await;
+            s.shared.pending_handshakes.fetch_sub(1, Ordering::Relaxed);
+            s.dispatch();
+        })
+        .detach();
+    }
+}
+
+/// The responder's side of a handshake on an accepted connection.
+async fn respond(shard: &Rc<Shard>, mut stream: TcpStream) {
+    let cfg = &shard.cfg.handshake;
+    let _ = stream.set_nodelay(true);
+    let responder = Responder::new(&shard.identity, cfg, wall_ms());
+    let mut buf = BytesMut::new();
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let msg1 = match with_timeout(timeout, HsIo::Timeout, read_frame(&mut stream, &mut buf)).await {
+        Ok(m) => m,
+        Err(_) => {
+            shard.metrics.add(Metric::handshakes_failed, 1);
+            return;
+        }
+    };
+    let pending = {
+        let mut replay = shard.shared.replay.lock().unwrap_or_else(|e| e.into_inner());
+        responder.read_request(&msg1, wall_ms(), &mut replay)
+    };
+    let pending = match pending {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "inbound handshake rejected");
+            if matches!(e, HandshakeError::ReplayCacheFull) {
+                shard.metrics.add(Metric::handshakes_refused_over_capacity, 1);
+            } else {
+                shard.metrics.add(Metric::handshakes_failed, 1);
+            }
+            if let Some(reply) = early_reply_for(&e) {
+                let _ = write_frame_to(&mut stream, &reply).await;
+            }
+            return;
+        }
+    };
+    let remote = pending.request().src_node_id;
+    let denied = shard.cfg.allow.as_ref().is_some_and(|a| !a.contains(&remote));
+    let full = shard.shared.links.load(Ordering::Relaxed) >= shard.cfg.max_links;
+    let known_initiator = shard.shared.adverts.read().ok().and_then(|m| m.get(&remote).map(|a| a.version)).unwrap_or(0);
+    let decision = if denied {
+        Decision::Refuse(Refusal::Denied)
+    } else if full || shard.stopping.get() {
+        Decision::Refuse(Refusal::OverCapacity)
+    } else {
+        Decision::Accept { own_advert_ver: shard.shared.our_advert.0, known_initiator_advert_ver: known_initiator }
+    };
+    let (msg2, outcome) = match pending.finish(decision) {
+        Ok(x) => x,
+        Err(_) => {
+            shard.metrics.add(Metric::handshakes_failed, 1);
+            return;
+        }
+    };
+    if write_frame_to(&mut stream, &msg2).await.is_err() {
+        shard.metrics.add(Metric::handshakes_failed, 1);
+        return;
+    }
+    let est = match outcome {
+        HsOutcome::Established(est) => est,
+        HsOutcome::Refused(r) => {
+            let m = match r {
+                Refusal::OverCapacity => Metric::handshakes_refused_over_capacity,
+                Refusal::Denied => Metric::handshakes_refused_denied,
+                Refusal::Incompatible => Metric::handshakes_refused_incompatible,
+            };
+            shard.metrics.add(m, 1);
+            tracing::info!(remote = %remote.short(), "refused inbound connection: {}", r.name());
+            return;
+        }
+    };
+    let leftover = buf.freeze();
+    let owner = shard_of(&est.remote, shard.count);
+    if owner == shard.index {
+        shard.adopt(stream, *est, leftover);
+    } else {
+        // The socket moves to the shard that owns this node: a dup of the fd
+        // travels with the link state; this shard's stream is dropped.
+        // SAFETY: duplicating a descriptor we hold open.
+        let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+        drop(stream);
+        if fd >= 0 {
+            shard.mesh_push(owner, Cross::Adopt { fd, est, leftover });
+        }
+    }
+}
+
+/// Starts the reader and writer tasks of an adopted link.
+pub(super) fn spawn_link(shard: Rc<Shard>, link: LinkId, stream: TcpStream, leftover: Bytes, wake: Rc<Notify>) {
+    let _ = stream.set_nodelay(true);
+    // The writer gets its own descriptor for the same socket, so reading and
+    // writing need no lock between them.
+    // SAFETY: duplicating a descriptor we hold open; the new stream owns it.
+    let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if wfd < 0 {
+        shard.link_closed(link);
+        return;
+    }
+    // SAFETY: `wfd` is a fresh descriptor for a connected TCP socket.
+    let wstream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(wfd) };
+    glommio::spawn_local(reader(shard.clone(), link, stream, leftover)).detach();
+    glommio::spawn_local(writer(shard, link, wstream, wake)).detach();
+}
+
+async fn reader(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, leftover: Bytes) {
+    let mut buf = BytesMut::with_capacity(128 * 1024);
+    buf.extend_from_slice(&leftover);
+    let mut scratch = vec![0u8; 64 * 1024];
+    loop {
+        if !buf.is_empty() && shard.on_bytes(link, &mut buf).is_err() {
+            let _ = stream.shutdown(Shutdown::Both).await;
+            break;
+        }
+        if !shard.links.borrow().contains_key(&link) {
+            break;
+        }
+        match stream.read(&mut scratch).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                shard.metrics.add(Metric::bytes_in, n as u64);
+                buf.extend_from_slice(&scratch[..n]);
+            }
+        }
+    }
+    shard.link_closed(link);
+}
+
+async fn writer(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, wake: Rc<Notify>) {
+    let mut out = BytesMut::with_capacity(256 * 1024);
+    loop {
+        let (closing, gone) = shard.fill(link, &mut out);
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                let _ = stream.shutdown(Shutdown::Both).await;
+                shard.link_closed(link);
+                return;
+            }
+            shard.metrics.add(Metric::bytes_out, out.len() as u64);
+            out.clear();
+            continue;
+        }
+        if gone {
+            let _ = stream.shutdown(Shutdown::Both).await;
+            return;
+        }
+        if closing {
+            let _ = stream.flush().await;
+            let _ = stream.shutdown(Shutdown::Both).await;
+            return;
+        }
+        wake.wait().await;
+    }
+}

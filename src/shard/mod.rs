@@ -1,0 +1,1162 @@
+//! Shards: one glommio executor per shard, each owning the node proxies of
+//! the NodeIds that hash to it, their links and sockets, and one instance
+//! of every engine. This is the only module that does IO.
+//!
+//! Inside a shard everything is single-threaded (`Rc`, `RefCell`): tasks
+//! for accepting, dialing, reading and writing each link, timers, the
+//! cross-shard mesh and the handle's inbox all share one [`Shard`]. The
+//! proxies are pure state machines; the shard is a pump around them:
+//!
+//! - bytes read from a link → [`Link`] (decrypt) → frames →
+//!   [`NodeProxy::handle_frame`] → deliveries to engines (after the proxy is
+//!   done, so engines may send from their callbacks);
+//! - a proxy that wants to transmit wakes its link's writer, which asks it
+//!   for frames, seals them into records and writes them in one go;
+//! - proxy events (dial, close, outcomes, link up/down, adverts) are acted on
+//!   by [`Shard::drive`] after every interaction;
+//! - proxy timers go into a heap served by one timer task.
+//!
+//! Between shards: bounded glommio `shared_channel`s carry batches (sends
+//! to a node another shard owns, outcomes for an engine on another shard,
+//! accepted sockets whose handshake named a node another shard owns).
+//! From outside threads: a bounded crossbeam queue per shard plus an eventfd
+//! the shard awaits when idle.
+
+mod conn;
+mod wake;
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender};
+use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{GlommioError, LocalExecutorBuilder, ResourceType};
+
+use crate::handshake::{Established, Identity, Link, NodeId, ReplayGuard};
+use crate::node::{
+    Engine, EngineCounts, EngineFactory, HandleInner, Metric, NodeConfig, NodeEvent, NodeHandle, Placement,
+    SendError, SendOptions, ShardInfo, ShardMetrics, ShutdownReport, StartError, shard_of,
+};
+use crate::proxy::{
+    self, Address, Deliver, DialFailure, EngineId, EngineMsg, FrameSink, LinkDecision, LinkId, LinkInfo, MsgId,
+    NodeAdvert, NodeProxy, NotQueued, Outcome, Outgoing, Permanence, ProxyEvent, ProxyStats, RefuseReason,
+    TransportPrefs,
+};
+use crate::wire::Message;
+
+pub(crate) use wake::Notify;
+use wake::EventWake;
+
+/// Engine index meaning "the node handle" in routing tags and counts.
+const HANDLE: usize = u32::MAX as usize;
+const NEVER: u64 = u64::MAX;
+/// Most cross-shard items waiting for one destination before sends fail.
+const MESH_PENDING_MAX: usize = 65_536;
+
+fn origin_of(shard: usize, engine: usize) -> u64 {
+    ((shard as u64) << 32) | (engine as u64 & 0xffff_ffff)
+}
+
+fn split_origin(origin: u64) -> (usize, usize) {
+    ((origin >> 32) as usize, (origin & 0xffff_ffff) as usize)
+}
+
+/// Wall-clock milliseconds (handshake timestamps only).
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A command from the node handle.
+pub(crate) enum Command {
+    Send { to: NodeId, id: MsgId, msg: EngineMsg, prefs: TransportPrefs, expiry_ms: u64, notify: bool },
+    Peer { id: NodeId, addr: Address, permanence: Permanence },
+    Permanence { id: NodeId, permanence: Permanence },
+    Shutdown { deadline_ms: u64 },
+}
+
+pub(crate) type Inbox = wake::Inbox<Command>;
+
+/// Work that crosses shards.
+pub(crate) enum Cross {
+    Send { to: NodeId, out: Outgoing },
+    Outcome { origin: u64, id: MsgId, outcome: Outcome, returned: Option<Box<EngineMsg>> },
+    Adopt { fd: RawFd, est: Box<Established>, leftover: Bytes },
+}
+
+type Batch = Vec<Cross>;
+
+/// State shared by every shard of a node.
+pub(crate) struct NodeShared {
+    pub replay: Mutex<ReplayGuard>,
+    pub pending_handshakes: AtomicUsize,
+    pub links: AtomicUsize,
+    pub adverts: Arc<RwLock<HashMap<NodeId, NodeAdvert>>>,
+    pub our_advert: (u64, Bytes),
+    pub epoch: Instant,
+    pub events: Sender<NodeEvent>,
+    pub next_dial_seed: AtomicU64,
+}
+
+/// What a shard reports when it stops.
+pub(crate) struct ShardReport {
+    counts: Vec<(String, EngineCounts)>,
+    undelivered: Vec<(NodeId, MsgId, Outcome)>,
+}
+
+impl ShardReport {
+    pub(crate) fn merge_into(self, r: &mut ShutdownReport) {
+        for (name, c) in self.counts {
+            r.received += c.received;
+            r.sent += c.sent;
+            r.delivered += c.delivered;
+            r.expired += c.expired;
+            r.refused += c.refused;
+            r.unresolved += c.unresolved;
+            r.engines.entry(name).or_default().add(&c);
+        }
+        r.undelivered.extend(self.undelivered);
+    }
+}
+
+struct Entry {
+    px: NodeProxy,
+    seen: ProxyStats,
+    scheduled: u64,
+}
+
+struct Slot {
+    remote: NodeId,
+    link: Link,
+    wake: Rc<Notify>,
+    closing: bool,
+}
+
+enum Work {
+    Deliver { engine: usize, from: NodeId, msg: EngineMsg },
+    Outcome { engine: usize, id: MsgId, outcome: Outcome, returned: Option<Box<EngineMsg>> },
+    Link { node: NodeId, up: bool },
+}
+
+struct EngineSlot {
+    id: EngineId,
+    engine: RefCell<Box<dyn Engine>>,
+}
+
+/// One shard's state. See the module docs.
+pub(crate) struct Shard {
+    index: usize,
+    count: usize,
+    me: NodeId,
+    identity: Identity,
+    cfg: Arc<NodeConfig>,
+    shared: Arc<NodeShared>,
+    proxies: RefCell<HashMap<NodeId, Entry>>,
+    links: RefCell<HashMap<LinkId, Slot>>,
+    next_link: Cell<u64>,
+    next_msg: Cell<u64>,
+    engines: Vec<EngineSlot>,
+    engine_index: HashMap<EngineId, usize>,
+    external: HashSet<EngineId>,
+    counts: RefCell<Vec<EngineCounts>>,
+    handle_counts: RefCell<EngineCounts>,
+    work: RefCell<VecDeque<Work>>,
+    dispatching: Cell<bool>,
+    overflow: RefCell<VecDeque<NodeEvent>>,
+    mesh: RefCell<Vec<Option<ConnectedSender<Batch>>>>,
+    mesh_out: RefCell<Vec<Vec<Cross>>>,
+    mesh_wake: Notify,
+    timers: RefCell<BinaryHeap<Reverse<(u64, NodeId)>>>,
+    timer_wake: Notify,
+    metrics: Arc<ShardMetrics>,
+    stopping: Cell<bool>,
+    undelivered: RefCell<Vec<(NodeId, MsgId, Outcome)>>,
+    done: Notify,
+    frames: RefCell<Vec<Bytes>>,
+}
+
+/// What engines see of their shard: send as this engine, read the clock.
+pub struct ShardCtx {
+    shard: Rc<Shard>,
+    engine: usize,
+}
+
+impl ShardCtx {
+    /// This node.
+    pub fn node_id(&self) -> NodeId {
+        self.shard.me
+    }
+
+    /// This shard's index.
+    pub fn shard(&self) -> usize {
+        self.shard.index
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shard.count
+    }
+
+    /// Milliseconds on the node's monotonic clock.
+    pub fn now_ms(&self) -> u64 {
+        self.shard.now()
+    }
+
+    /// Sends `msg` to engine `target` on node `to`, as this engine.
+    pub fn send(&self, to: NodeId, target: EngineId, msg: Message, opts: SendOptions) -> Result<MsgId, SendError> {
+        let sender = self.shard.engines[self.engine].id;
+        self.shard.send_from(self.engine, to, EngineMsg { sender, target, mailbox: opts.mailbox, msg }, opts)
+    }
+
+    /// Sends `msg` back to the engine that sent `to_msg` from node `from`.
+    pub fn reply(&self, from: NodeId, to_msg: &EngineMsg, msg: Message, opts: SendOptions) -> Result<MsgId, SendError> {
+        self.send(from, to_msg.sender, msg, opts)
+    }
+
+    /// Whether a usable link to `node` exists right now (only meaningful on
+    /// the shard that owns `node`).
+    pub fn is_linked(&self, node: NodeId) -> bool {
+        self.shard.proxies.borrow().get(&node).is_some_and(|e| e.px.link().is_some())
+    }
+
+    /// Runs `fut` on this shard.
+    pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + 'static) {
+        glommio::spawn_local(fut).detach();
+    }
+}
+
+/// Writes proxy frames into a link's records.
+struct Sink<'a> {
+    link: &'a mut Link,
+    out: &'a mut BytesMut,
+    failed: bool,
+    data_frames: u64,
+}
+
+impl FrameSink for Sink<'_> {
+    fn frame(&mut self, parts: &[&[u8]]) {
+        if parts.first().and_then(|p| p.first()) == Some(&proxy::frames::DATA) {
+            self.data_frames += 1;
+        }
+        if self.link.send_frame_parts(parts, self.out).is_err() {
+            self.failed = true;
+        }
+    }
+}
+
+/// Routes received messages to engines (or refuses them) while a proxy
+/// handles frames; engines run afterwards, from the work queue.
+struct Router<'a> {
+    shard: &'a Shard,
+}
+
+impl Deliver for Router<'_> {
+    fn deliver(&mut self, from: NodeId, msg: EngineMsg, _prefs: TransportPrefs) -> Result<(), RefuseReason> {
+        let s = self.shard;
+        if s.stopping.get() {
+            return Err(RefuseReason::ShuttingDown);
+        }
+        if let Some(&engine) = s.engine_index.get(&msg.target) {
+            s.counts.borrow_mut()[engine].received += 1;
+            s.work.borrow_mut().push_back(Work::Deliver { engine, from, msg });
+            return Ok(());
+        }
+        if s.external.contains(&msg.target) {
+            // The handle's queue is bounded: a full queue refuses (temporary).
+            s.shared.events.try_send(NodeEvent::Message { from, msg }).map_err(|_| RefuseReason::Busy)?;
+            s.handle_counts.borrow_mut().received += 1;
+            return Ok(());
+        }
+        Err(RefuseReason::UnknownEngine)
+    }
+}
+
+impl Shard {
+    fn now(&self) -> u64 {
+        self.shared.epoch.elapsed().as_millis() as u64
+    }
+
+    fn proxy_config(&self) -> proxy::ProxyConfig {
+        self.cfg.proxy
+    }
+
+    /// The entry for `id`, created (ephemeral) if needed.
+    fn entry<'a>(&self, map: &'a mut HashMap<NodeId, Entry>, id: NodeId) -> &'a mut Entry {
+        map.entry(id).or_insert_with(|| {
+            let seed = self.shared.next_dial_seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+            let mut px = NodeProxy::new(id, self.me, Permanence::Ephemeral, self.proxy_config(), seed);
+            px.set_our_advert(self.shared.our_advert.0, self.shared.our_advert.1.clone());
+            let known = self.cfg.peers.iter().find(|p| p.id == id).map(|p| Address::Tcp(p.addr));
+            let advertised = self.shared.adverts.read().ok().and_then(|m| m.get(&id).and_then(|a| a.tcp_addr()));
+            if let Some(a) = known.or(advertised.map(Address::Tcp)) {
+                px.set_address(a);
+            }
+            Entry { px, seen: ProxyStats::default(), scheduled: NEVER }
+        })
+    }
+
+    fn new_msg_id(&self) -> MsgId {
+        let n = self.next_msg.get();
+        self.next_msg.set(n + 1);
+        MsgId((n << 16) | self.index as u64)
+    }
+
+    /// A send from engine `engine` on this shard.
+    fn send_from(self: &Rc<Self>, engine: usize, to: NodeId, msg: EngineMsg, opts: SendOptions) -> Result<MsgId, SendError> {
+        if self.stopping.get() {
+            return Err(SendError::ShuttingDown(Box::new(msg)));
+        }
+        if to == self.me {
+            return Err(SendError::ToSelf(Box::new(msg)));
+        }
+        let id = self.new_msg_id();
+        let expiry = opts.expiry.unwrap_or(self.cfg.default_expiry);
+        let out = Outgoing::new(
+            id,
+            origin_of(self.index, engine),
+            msg,
+            opts.prefs,
+            self.now() + expiry.as_millis() as u64,
+            opts.notify_delivered,
+        );
+        let owner = shard_of(&to, self.count);
+        if owner == self.index {
+            self.local_send(to, out).map_err(|e| match e {
+                proxy::SendError::Full(o) => SendError::Full(Box::new(o.msg)),
+                proxy::SendError::Refused(r, o) => SendError::Refused(r, Box::new(o.msg)),
+                proxy::SendError::ShuttingDown(o) => SendError::ShuttingDown(Box::new(o.msg)),
+            })?;
+        } else {
+            if self.mesh_out.borrow()[owner].len() >= MESH_PENDING_MAX {
+                return Err(SendError::Full(Box::new(out.msg)));
+            }
+            self.mesh_push(owner, Cross::Send { to, out });
+        }
+        self.counts.borrow_mut()[engine].sent += 1;
+        Ok(id)
+    }
+
+    fn local_send(self: &Rc<Self>, to: NodeId, out: Outgoing) -> Result<(), proxy::SendError> {
+        let now = self.now();
+        let r = {
+            let mut ps = self.proxies.borrow_mut();
+            self.entry(&mut ps, to).px.send(out, now)
+        };
+        self.drive(to);
+        r
+    }
+
+    /// A send that reached its owner shard from elsewhere (handle or shard):
+    /// a refusal to queue becomes an outcome.
+    fn accept_send(self: &Rc<Self>, to: NodeId, out: Outgoing) {
+        if let Err(e) = self.local_send(to, out) {
+            let (reason, o) = match e {
+                proxy::SendError::Full(o) => (NotQueued::QueueFull, o),
+                proxy::SendError::Refused(r, o) => (NotQueued::Refused(r), o),
+                proxy::SendError::ShuttingDown(o) => (NotQueued::ShuttingDown, o),
+            };
+            self.route_outcome(to, o.origin, o.id, Outcome::NotQueued(reason), true, Some(Box::new(o.msg)));
+        }
+    }
+
+    /// Acts on everything proxy `id` asked for, then re-arms its timer and
+    /// wakes its link's writer if it has frames to send.
+    fn drive(self: &Rc<Self>, id: NodeId) {
+        loop {
+            let ev = {
+                let mut ps = self.proxies.borrow_mut();
+                match ps.get_mut(&id) {
+                    Some(e) => e.px.poll_event(),
+                    None => return,
+                }
+            };
+            let Some(ev) = ev else { break };
+            self.on_proxy_event(id, ev);
+        }
+        let (wake, timeout) = {
+            let mut ps = self.proxies.borrow_mut();
+            let Some(e) = ps.get_mut(&id) else { return };
+            let st = *e.px.stats();
+            let m = &self.metrics;
+            m.add(Metric::messages_sent, st.sent - e.seen.sent);
+            m.add(Metric::delivered, st.delivered - e.seen.delivered);
+            m.add(Metric::expired, st.expired - e.seen.expired);
+            m.add(Metric::refused, st.refused - e.seen.refused);
+            m.add(Metric::unresolved, st.unresolved - e.seen.unresolved);
+            m.add(Metric::resends, st.resends - e.seen.resends);
+            m.add(Metric::messages_in, st.received - e.seen.received);
+            m.add(Metric::duplicates, st.duplicates - e.seen.duplicates);
+            m.add(Metric::refused_in, st.refused_in - e.seen.refused_in);
+            let depth_change = (st.sent as i64 - e.seen.sent as i64)
+                - ((st.delivered + st.expired + st.refused + st.unresolved) as i64
+                    - (e.seen.delivered + e.seen.expired + e.seen.refused + e.seen.unresolved) as i64);
+            m.set(Metric::queue_depth, (m.get(Metric::queue_depth) as i64 + depth_change).max(0) as u64);
+            e.seen = st;
+            let wake = if e.px.wants_transmit() { e.px.link() } else { None };
+            let t = e.px.poll_timeout();
+            let timeout = match t {
+                Some(t) if t < e.scheduled => {
+                    e.scheduled = t;
+                    Some(t)
+                }
+                _ => None,
+            };
+            (wake, timeout)
+        };
+        if let Some(l) = wake {
+            if let Some(s) = self.links.borrow().get(&l) {
+                s.wake.notify();
+            }
+        }
+        if let Some(t) = timeout {
+            self.timers.borrow_mut().push(Reverse((t, id)));
+            self.timer_wake.notify();
+        }
+    }
+
+    fn on_proxy_event(self: &Rc<Self>, id: NodeId, ev: ProxyEvent) {
+        match ev {
+            ProxyEvent::Dial => self.spawn_dial(id),
+            ProxyEvent::Close(l) => {
+                if let Some(s) = self.links.borrow_mut().get_mut(&l) {
+                    s.closing = true;
+                    s.wake.notify();
+                }
+            }
+            ProxyEvent::Outcome { id: mid, origin, outcome, notify, returned } => {
+                self.route_outcome(id, origin, mid, outcome, notify, returned);
+            }
+            ProxyEvent::LinkUp(_) => {
+                self.push_event(NodeEvent::LinkUp(id));
+                self.work.borrow_mut().push_back(Work::Link { node: id, up: true });
+            }
+            ProxyEvent::LinkDown(_) => {
+                self.push_event(NodeEvent::LinkDown(id));
+                self.work.borrow_mut().push_back(Work::Link { node: id, up: false });
+            }
+            ProxyEvent::Advert(a) => {
+                if let Ok(mut m) = self.shared.adverts.write() {
+                    m.insert(id, a.clone());
+                }
+                self.push_event(NodeEvent::Advert(a));
+            }
+        }
+    }
+
+    /// Counts an outcome and sends it where it is wanted.
+    fn route_outcome(
+        self: &Rc<Self>,
+        remote: NodeId,
+        origin: u64,
+        id: MsgId,
+        outcome: Outcome,
+        notify: bool,
+        returned: Option<Box<EngineMsg>>,
+    ) {
+        let (shard, engine) = split_origin(origin);
+        {
+            let mut counts = self.counts.borrow_mut();
+            let mut hc = self.handle_counts.borrow_mut();
+            let last = counts.len() - 1;
+            let c = if engine == HANDLE { &mut *hc } else { &mut counts[engine.min(last)] };
+            match outcome {
+                Outcome::Delivered => c.delivered += 1,
+                Outcome::Expired => c.expired += 1,
+                Outcome::Unresolved(_) => c.unresolved += 1,
+                Outcome::Refused(_) | Outcome::Undeliverable(_) | Outcome::NotQueued(_) => c.refused += 1,
+            }
+        }
+        if outcome != Outcome::Delivered && self.stopping.get() {
+            self.undelivered.borrow_mut().push((remote, id, outcome));
+        }
+        if outcome == Outcome::Delivered && !notify {
+            return;
+        }
+        if engine == HANDLE {
+            self.push_event(NodeEvent::Outcome { id, outcome, returned });
+        } else if shard == self.index {
+            self.work.borrow_mut().push_back(Work::Outcome { engine, id, outcome, returned });
+        } else {
+            self.mesh_push(shard, Cross::Outcome { origin, id, outcome, returned });
+        }
+    }
+
+    /// Queues an event for the handle; never drops it.
+    fn push_event(&self, ev: NodeEvent) {
+        let mut q = self.overflow.borrow_mut();
+        if !q.is_empty() {
+            q.push_back(ev);
+            return;
+        }
+        if let Err(e) = self.shared.events.try_send(ev) {
+            q.push_back(e.into_inner());
+        }
+    }
+
+    fn flush_overflow(&self) {
+        let mut q = self.overflow.borrow_mut();
+        while let Some(ev) = q.pop_front() {
+            if let Err(e) = self.shared.events.try_send(ev) {
+                q.push_front(e.into_inner());
+                break;
+            }
+        }
+    }
+
+    /// Runs engine callbacks queued by the proxies (never re-entrantly).
+    fn dispatch(self: &Rc<Self>) {
+        if self.dispatching.replace(true) {
+            return;
+        }
+        loop {
+            let w = self.work.borrow_mut().pop_front();
+            let Some(w) = w else { break };
+            match w {
+                Work::Deliver { engine, from, msg } => {
+                    let ctx = ShardCtx { shard: self.clone(), engine };
+                    self.engines[engine].engine.borrow_mut().on_message(&ctx, from, msg);
+                }
+                Work::Outcome { engine, id, outcome, returned } => {
+                    if let Some(slot) = self.engines.get(engine) {
+                        let ctx = ShardCtx { shard: self.clone(), engine };
+                        slot.engine.borrow_mut().on_outcome(&ctx, id, outcome, returned);
+                    }
+                }
+                Work::Link { node, up } => {
+                    for (i, slot) in self.engines.iter().enumerate() {
+                        let ctx = ShardCtx { shard: self.clone(), engine: i };
+                        slot.engine.borrow_mut().on_link(&ctx, node, up);
+                    }
+                }
+            }
+        }
+        self.dispatching.set(false);
+        self.flush_overflow();
+    }
+
+    fn mesh_push(&self, to: usize, c: Cross) {
+        self.mesh_out.borrow_mut()[to].push(c);
+        self.mesh_wake.notify();
+    }
+
+    fn handle_cross(self: &Rc<Self>, c: Cross) {
+        match c {
+            Cross::Send { to, out } => self.accept_send(to, out),
+            Cross::Outcome { origin, id, outcome, returned } => {
+                let (_, engine) = split_origin(origin);
+                self.work.borrow_mut().push_back(Work::Outcome { engine, id, outcome, returned });
+            }
+            Cross::Adopt { fd, est, leftover } => {
+                // SAFETY: `fd` is a dup of a connected TCP socket handed to us
+                // by the shard that accepted it; nothing else owns it.
+                let stream = unsafe { TcpStream::from_raw_fd(fd) };
+                self.adopt(stream, *est, leftover);
+            }
+        }
+    }
+
+    fn command(self: &Rc<Self>, cmd: Command) {
+        match cmd {
+            Command::Send { to, id, msg, prefs, expiry_ms, notify } => {
+                self.handle_counts.borrow_mut().sent += 1;
+                let out = Outgoing::new(id, origin_of(self.index, HANDLE), msg, prefs, expiry_ms, notify);
+                if self.stopping.get() {
+                    self.route_outcome(
+                        to,
+                        out.origin,
+                        id,
+                        Outcome::NotQueued(NotQueued::ShuttingDown),
+                        true,
+                        Some(Box::new(out.msg)),
+                    );
+                    return;
+                }
+                self.accept_send(to, out);
+            }
+            Command::Peer { id, addr, permanence } => {
+                let now = self.now();
+                {
+                    let mut ps = self.proxies.borrow_mut();
+                    let e = self.entry(&mut ps, id);
+                    e.px.set_address(addr);
+                    e.px.set_permanence(permanence, now);
+                }
+                self.drive(id);
+            }
+            Command::Permanence { id, permanence } => {
+                let now = self.now();
+                {
+                    let mut ps = self.proxies.borrow_mut();
+                    self.entry(&mut ps, id).px.set_permanence(permanence, now);
+                }
+                self.drive(id);
+            }
+            Command::Shutdown { deadline_ms } => {
+                if !self.stopping.replace(true) {
+                    glommio::spawn_local(self.clone().shutdown(deadline_ms)).detach();
+                }
+            }
+        }
+    }
+
+    fn spawn_dial(self: &Rc<Self>, id: NodeId) {
+        let addr = {
+            let ps = self.proxies.borrow();
+            ps.get(&id).and_then(|e| match e.px.address() {
+                Some(Address::Tcp(a)) => Some(*a),
+                _ => None,
+            })
+        };
+        let Some(addr) = addr else {
+            self.dial_failed(id, DialFailure::NoAddress);
+            return;
+        };
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            match conn::dial(&shard, id, addr).await {
+                Ok((stream, est, leftover)) => shard.adopt(stream, *est, leftover),
+                Err(failure) => shard.dial_failed(id, failure),
+            }
+            shard.dispatch();
+        })
+        .detach();
+    }
+
+    fn dial_failed(self: &Rc<Self>, id: NodeId, why: DialFailure) {
+        let now = self.now();
+        if matches!(why, DialFailure::Refused(_)) {
+            self.metrics.add(Metric::dials_refused, 1);
+        } else {
+            self.metrics.add(Metric::handshakes_failed, 1);
+        }
+        if let Some(e) = self.proxies.borrow_mut().get_mut(&id) {
+            e.px.handle_dial_failed(why, now);
+        }
+        self.drive(id);
+    }
+
+    /// Takes ownership of an established link (dialed here, accepted here,
+    /// or handed over by the shard that accepted it).
+    fn adopt(self: &Rc<Self>, stream: TcpStream, est: Established, leftover: Bytes) {
+        if self.stopping.get() {
+            return;
+        }
+        let remote = est.remote;
+        let link_id = LinkId(self.next_link.get());
+        self.next_link.set(link_id.0 + 1);
+        let info = LinkInfo {
+            initiator: if est.initiator { self.me } else { remote },
+            remote_advert_ver: est.remote_advert_ver,
+            remote_knows_our_advert_ver: est.remote_knows_our_advert_ver,
+        };
+        let now = self.now();
+        let decision = {
+            let mut ps = self.proxies.borrow_mut();
+            self.entry(&mut ps, remote).px.handle_link_up(link_id, info, now)
+        };
+        self.metrics.add(Metric::handshakes_ok, 1);
+        if decision == LinkDecision::Reject {
+            drop(stream);
+            self.drive(remote);
+            return;
+        }
+        let wake = Rc::new(Notify::default());
+        self.links.borrow_mut().insert(link_id, Slot { remote, link: est.link, wake: wake.clone(), closing: false });
+        self.shared.links.fetch_add(1, Ordering::Relaxed);
+        self.metrics.add(Metric::links_up, 1);
+        let shard = self.clone();
+        conn::spawn_link(shard, link_id, stream, leftover, wake);
+        self.drive(remote);
+    }
+
+    /// Bytes arrived on a link: decrypt, hand frames to the proxy, run engines.
+    fn on_bytes(self: &Rc<Self>, link_id: LinkId, buf: &mut BytesMut) -> Result<(), ()> {
+        let now = self.now();
+        let mut frames = self.frames.take();
+        let remote = {
+            let mut links = self.links.borrow_mut();
+            let Some(slot) = links.get_mut(&link_id) else { return Err(()) };
+            if slot.link.handle_recv(buf).is_err() {
+                self.metrics.add(Metric::protocol_errors, 1);
+                return Err(());
+            }
+            loop {
+                match slot.link.poll_frame() {
+                    Ok(Some(f)) => frames.push(f),
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.metrics.add(Metric::protocol_errors, 1);
+                        return Err(());
+                    }
+                }
+            }
+            slot.remote
+        };
+        let mut result = Ok(());
+        {
+            let mut ps = self.proxies.borrow_mut();
+            if let Some(e) = ps.get_mut(&remote) {
+                let mut router = Router { shard: self };
+                for f in frames.drain(..) {
+                    if e.px.handle_frame(link_id, &f, now, &mut router).is_err() {
+                        self.metrics.add(Metric::protocol_errors, 1);
+                        result = Err(());
+                        break;
+                    }
+                }
+            }
+        }
+        frames.clear();
+        *self.frames.borrow_mut() = frames;
+        self.drive(remote);
+        self.dispatch();
+        result
+    }
+
+    /// Fills `out` with the link's next records. Returns (closing, gone).
+    fn fill(self: &Rc<Self>, link_id: LinkId, out: &mut BytesMut) -> (bool, bool) {
+        let now = self.now();
+        let remote = {
+            let mut links = self.links.borrow_mut();
+            let Some(slot) = links.get_mut(&link_id) else { return (false, true) };
+            let mut ps = self.proxies.borrow_mut();
+            if let Some(e) = ps.get_mut(&slot.remote) {
+                let mut sink = Sink { link: &mut slot.link, out, failed: false, data_frames: 0 };
+                while e.px.poll_transmit(link_id, &mut sink, now) && sink.out.len() < 4 << 20 {}
+                let data = sink.data_frames;
+                let failed = sink.failed;
+                let _ = slot.link.flush(out);
+                self.metrics.add(Metric::messages_out, data);
+                if failed {
+                    slot.closing = true;
+                }
+            }
+            slot.remote
+        };
+        self.drive(remote);
+        let links = self.links.borrow();
+        match links.get(&link_id) {
+            Some(s) => (s.closing, false),
+            None => (false, true),
+        }
+    }
+
+    /// A link's connection ended.
+    fn link_closed(self: &Rc<Self>, link_id: LinkId) {
+        let Some(slot) = self.links.borrow_mut().remove(&link_id) else { return };
+        self.shared.links.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.set(Metric::links_up, self.metrics.get(Metric::links_up).saturating_sub(1));
+        slot.wake.notify();
+        let now = self.now();
+        if let Some(e) = self.proxies.borrow_mut().get_mut(&slot.remote) {
+            e.px.handle_link_down(link_id, now);
+        }
+        self.drive(slot.remote);
+        self.dispatch();
+    }
+
+    async fn timer_task(self: Rc<Self>) {
+        loop {
+            let now = self.now();
+            let mut due = Vec::new();
+            {
+                let mut heap = self.timers.borrow_mut();
+                while let Some(&Reverse((t, id))) = heap.peek() {
+                    if t > now {
+                        break;
+                    }
+                    heap.pop();
+                    due.push((t, id));
+                }
+            }
+            for (t, id) in due {
+                let fire = {
+                    let mut ps = self.proxies.borrow_mut();
+                    match ps.get_mut(&id) {
+                        Some(e) if e.scheduled == t => {
+                            e.scheduled = NEVER;
+                            e.px.handle_timeout(now);
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if fire {
+                    self.drive(id);
+                }
+            }
+            self.dispatch();
+            let next = self.timers.borrow().peek().map(|r| r.0.0);
+            let wait = next.map_or(100, |t| t.saturating_sub(self.now())).clamp(1, 100);
+            futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(wait)), self.timer_wake.wait()).await;
+        }
+    }
+
+    async fn mesh_task(self: Rc<Self>) {
+        loop {
+            self.mesh_wake.wait().await;
+            loop {
+                let mut blocked = false;
+                for to in 0..self.count {
+                    let batch = std::mem::take(&mut self.mesh_out.borrow_mut()[to]);
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let mesh = self.mesh.borrow();
+                    let Some(tx) = mesh.get(to).and_then(|t| t.as_ref()) else { continue };
+                    match tx.try_send(batch) {
+                        Ok(()) => self.metrics.add(Metric::cross_shard_batches, 1),
+                        Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
+                            drop(mesh);
+                            let mut q = self.mesh_out.borrow_mut();
+                            let later = std::mem::replace(&mut q[to], batch);
+                            q[to].extend(later);
+                            blocked = true;
+                        }
+                        Err(_) => {} // that shard is gone (shutting down)
+                    }
+                }
+                if !blocked {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    async fn mesh_receiver(self: Rc<Self>, rx: SharedReceiver<Batch>) {
+        let rx = rx.connect().await;
+        while let Some(batch) = rx.recv().await {
+            for c in batch {
+                self.handle_cross(c);
+            }
+            self.dispatch();
+        }
+    }
+
+    async fn inbox_task(self: Rc<Self>, rx: Receiver<Command>, wake: Arc<EventWake>) {
+        // SAFETY: a dup of our eventfd, owned by this BufferedFile from now on.
+        let efd = unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(wake.fd())) };
+        loop {
+            let mut n = 0;
+            while let Ok(cmd) = rx.try_recv() {
+                self.command(cmd);
+                n += 1;
+                if n % 1024 == 0 {
+                    self.dispatch();
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            self.dispatch();
+            wake.set_sleeping(true);
+            if !rx.is_empty() {
+                wake.set_sleeping(false);
+                continue;
+            }
+            let _ = efd.read_at(0, 8).await;
+            wake.set_sleeping(false);
+        }
+    }
+
+    async fn shutdown(self: Rc<Self>, deadline_ms: u64) {
+        let ids: Vec<NodeId> = self.proxies.borrow().keys().copied().collect();
+        let now = self.now();
+        for id in &ids {
+            if let Some(e) = self.proxies.borrow_mut().get_mut(id) {
+                e.px.shutdown(now);
+            }
+            self.drive(*id);
+        }
+        self.dispatch();
+        // Let queued messages drain (and GOODBYEs go out) until the deadline.
+        while self.now() < deadline_ms {
+            let busy = self.proxies.borrow().values().any(|e| e.px.pending() > 0);
+            if !busy {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        for id in &ids {
+            if let Some(e) = self.proxies.borrow_mut().get_mut(id) {
+                e.px.abandon();
+            }
+            self.drive(*id);
+        }
+        self.dispatch();
+        // Close every link (GOODBYE already sent where the proxy got to it).
+        for s in self.links.borrow_mut().values_mut() {
+            s.closing = true;
+            s.wake.notify();
+        }
+        for _ in 0..20 {
+            self.flush_overflow();
+            if self.links.borrow().is_empty() && self.overflow.borrow().is_empty() {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        self.done.notify();
+    }
+
+    fn report(&self) -> ShardReport {
+        let mut counts: Vec<(String, EngineCounts)> = self
+            .engines
+            .iter()
+            .zip(self.counts.borrow().iter())
+            .map(|(e, c)| (e.id.as_str().into_owned(), *c))
+            .collect();
+        counts.push(("handle".to_string(), *self.handle_counts.borrow()));
+        ShardReport { counts, undelivered: self.undelivered.take() }
+    }
+}
+
+/// Everything a shard thread starts with.
+struct ShardInit {
+    index: usize,
+    count: usize,
+    identity: Identity,
+    cfg: Arc<NodeConfig>,
+    shared: Arc<NodeShared>,
+    listener: Option<RawFd>,
+    mesh_tx: Vec<Option<SharedSender<Batch>>>,
+    mesh_rx: Vec<SharedReceiver<Batch>>,
+    inbox: Receiver<Command>,
+    wake: Arc<EventWake>,
+    engines: Vec<(EngineId, EngineFactory)>,
+    external: Vec<EngineId>,
+    metrics: Arc<ShardMetrics>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+}
+
+async fn run(init: ShardInit) -> ShardReport {
+    let info = ShardInfo { index: init.index, count: init.count, node_id: init.identity.node_id() };
+    let engines: Vec<EngineSlot> =
+        init.engines.iter().map(|(id, f)| EngineSlot { id: *id, engine: RefCell::new(f(&info)) }).collect();
+    let engine_index = engines.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+    let n_engines = engines.len();
+    let shard = Rc::new(Shard {
+        index: init.index,
+        count: init.count,
+        me: init.identity.node_id(),
+        identity: init.identity,
+        cfg: init.cfg.clone(),
+        shared: init.shared.clone(),
+        proxies: RefCell::new(HashMap::new()),
+        links: RefCell::new(HashMap::new()),
+        next_link: Cell::new(1),
+        next_msg: Cell::new(1),
+        engines,
+        engine_index,
+        external: init.external.iter().copied().collect(),
+        counts: RefCell::new(vec![EngineCounts::default(); n_engines.max(1)]),
+        handle_counts: RefCell::new(EngineCounts::default()),
+        work: RefCell::new(VecDeque::new()),
+        dispatching: Cell::new(false),
+        overflow: RefCell::new(VecDeque::new()),
+        mesh: RefCell::new(Vec::new()),
+        mesh_out: RefCell::new((0..init.count).map(|_| Vec::new()).collect()),
+        mesh_wake: Notify::default(),
+        timers: RefCell::new(BinaryHeap::new()),
+        timer_wake: Notify::default(),
+        metrics: init.metrics,
+        stopping: Cell::new(false),
+        undelivered: RefCell::new(Vec::new()),
+        done: Notify::default(),
+        frames: RefCell::new(Vec::new()),
+    });
+    // Cross-shard channels: every end connects concurrently (each waits for its peer).
+    for rx in init.mesh_rx {
+        glommio::spawn_local(shard.clone().mesh_receiver(rx)).detach();
+    }
+    let mut senders = Vec::new();
+    for tx in init.mesh_tx {
+        senders.push(tx.map(|t| glommio::spawn_local(t.connect())));
+    }
+    let mut connected = Vec::new();
+    for s in senders {
+        connected.push(match s {
+            Some(task) => Some(task.await),
+            None => None,
+        });
+    }
+    *shard.mesh.borrow_mut() = connected;
+    glommio::spawn_local(shard.clone().mesh_task()).detach();
+    glommio::spawn_local(shard.clone().timer_task()).detach();
+    glommio::spawn_local(shard.clone().inbox_task(init.inbox, init.wake)).detach();
+    if let Some(fd) = init.listener {
+        // SAFETY: a listening socket created for this shard in `start`.
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        glommio::spawn_local(conn::accept_loop(shard.clone(), listener)).detach();
+    }
+    // Configured peers this shard owns.
+    let now = shard.now();
+    for p in init.cfg.peers.iter().filter(|p| shard_of(&p.id, init.count) == init.index) {
+        {
+            let mut ps = shard.proxies.borrow_mut();
+            let e = shard.entry(&mut ps, p.id);
+            e.px.set_address(Address::Tcp(p.addr));
+            e.px.set_permanence(p.permanence, now);
+        }
+        shard.drive(p.id);
+    }
+    let _ = init.ready.send(Ok(()));
+    shard.done.wait().await;
+    shard.report()
+}
+
+fn bind_listeners(addr: SocketAddr, n: usize) -> std::io::Result<(SocketAddr, Vec<RawFd>)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut actual = addr;
+    let mut fds = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = Socket::new(Domain::for_address(actual), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_port(true)?;
+        s.set_reuse_address(true)?;
+        s.bind(&actual.into())?;
+        s.listen(1024)?;
+        if i == 0 {
+            actual = s.local_addr()?.as_socket().unwrap_or(addr);
+        }
+        fds.push(s.into_raw_fd());
+    }
+    Ok((actual, fds))
+}
+
+pub(crate) fn start(
+    identity: Identity,
+    cfg: NodeConfig,
+    engines: Vec<(EngineId, EngineFactory)>,
+    external: Vec<EngineId>,
+) -> Result<NodeHandle, StartError> {
+    let n = cfg.shards.resolve();
+    let accepting: Vec<usize> = match &cfg.listen_shards {
+        crate::node::ListenShards::All => (0..n).collect(),
+        crate::node::ListenShards::Only(v) => {
+            let mut v: Vec<usize> = v.iter().copied().filter(|&i| i < n).collect();
+            v.dedup();
+            if v.is_empty() { vec![0] } else { v }
+        }
+    };
+    let (listen, mut listener_fds) = match cfg.listen {
+        Some(addr) => {
+            let (a, fds) = bind_listeners(addr, accepting.len()).map_err(|source| StartError::Listen { addr, source })?;
+            let mut per_shard: Vec<Option<RawFd>> = vec![None; n];
+            for (&i, fd) in accepting.iter().zip(fds) {
+                per_shard[i] = Some(fd);
+            }
+            (Some(a), per_shard)
+        }
+        None => (None, vec![None; n]),
+    };
+    let epoch = Instant::now();
+    let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_capacity);
+    let created = wall_ms();
+    let advert = NodeAdvert {
+        id: identity.node_id(),
+        addrs: listen.into_iter().map(Address::Tcp).collect(),
+        version: created,
+        created_ms: created,
+        sig: Bytes::new(),
+    };
+    let mut cfg = cfg;
+    // A fresh incarnation per process start (never 0).
+    cfg.proxy.incarnation = (created << 16) ^ u64::from(std::process::id()) | 1;
+    cfg.proxy.wire = cfg.wire;
+    let shared = Arc::new(NodeShared {
+        replay: Mutex::new(ReplayGuard::new(cfg.handshake.max_clock_skew_ms, cfg.replay_cache)),
+        pending_handshakes: AtomicUsize::new(0),
+        links: AtomicUsize::new(0),
+        adverts: Arc::new(RwLock::new(HashMap::new())),
+        our_advert: (advert.version, advert.encode(&cfg.wire)),
+        epoch,
+        events: events_tx,
+        next_dial_seed: AtomicU64::new(created),
+    });
+    let cfg = Arc::new(cfg);
+    // The mesh: one bounded channel per ordered pair of shards.
+    let mut tx: Vec<Vec<Option<SharedSender<Batch>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut rx: Vec<Vec<SharedReceiver<Batch>>> = (0..n).map(|_| Vec::new()).collect();
+    for (from, row) in tx.iter_mut().enumerate() {
+        for (to, slot) in row.iter_mut().enumerate() {
+            if from != to {
+                let (s, r) = shared_channel::new_bounded(cfg.mesh_capacity);
+                *slot = Some(s);
+                rx[to].push(r);
+            }
+        }
+    }
+    let mut inboxes = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n);
+    let mut metrics = Vec::with_capacity(n);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    for (i, (mesh_tx, mesh_rx)) in tx.into_iter().zip(rx).enumerate() {
+        let (inbox, inbox_rx, wake) =
+            Inbox::new(cfg.inbox_capacity).map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
+        inboxes.push(inbox);
+        let m = Arc::new(ShardMetrics::default());
+        metrics.push(m.clone());
+        let init = ShardInit {
+            index: i,
+            count: n,
+            identity: identity.clone(),
+            cfg: cfg.clone(),
+            shared: shared.clone(),
+            listener: listener_fds[i].take(),
+            mesh_tx,
+            mesh_rx,
+            inbox: inbox_rx,
+            wake,
+            engines: engines.clone(),
+            external: external.clone(),
+            metrics: m,
+            ready: ready_tx.clone(),
+        };
+        let placement = match &cfg.placement {
+            Placement::Unbound => glommio::Placement::Unbound,
+            Placement::PinnedPerCore => glommio::Placement::Fixed(i % cpus),
+            Placement::Cpus(v) if !v.is_empty() => glommio::Placement::Fixed(v[i % v.len()]),
+            Placement::Cpus(_) => glommio::Placement::Unbound,
+        };
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("shardwire-{i}"))
+            .io_memory(1 << 20)
+            .spin_before_park(cfg.spin_before_park)
+            .spawn(move || run(init))
+            .map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
+        threads.push(handle);
+    }
+    drop(ready_tx);
+    for i in 0..n {
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return Err(StartError::Shard { shard: i, reason }),
+            Err(_) => return Err(StartError::Shard { shard: i, reason: "did not start within 10 s".into() }),
+        }
+    }
+    Ok(NodeHandle {
+        inner: Arc::new(HandleInner {
+            node_id: identity.node_id(),
+            listen,
+            shards: n,
+            inboxes,
+            events: events_rx,
+            metrics,
+            next_id: AtomicU64::new(1),
+            threads: Mutex::new(threads),
+            adverts: shared.adverts.clone(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            default_expiry: cfg.default_expiry,
+            epoch,
+            shutdown_timeout: cfg.shutdown_timeout,
+        }),
+    })
+}
