@@ -32,11 +32,19 @@ pub enum LinkError {
     Frame(DecodeError),
 }
 
+/// First record size of a new link; each record may hold twice the last,
+/// up to [`MAX_RECORD_PLAINTEXT`]. Records decrypt only when whole, so a
+/// connection that dies early still delivers its first records, and the
+/// first message on a fresh link is not held behind 64 KiB of others.
+pub const FIRST_RECORD_PLAINTEXT: usize = 1024;
+
 /// One direction pair of an established secure link.
 #[derive(Debug)]
 pub struct Link {
     sealer: Sealer,
     open: Option<OpenRecord>,
+    /// Plaintext limit of the record being filled (slow start).
+    record_limit: usize,
     opener: Opener,
     records: FrameDecoder,
     plain: PlainStream,
@@ -48,6 +56,7 @@ impl Link {
         Link {
             sealer,
             open: None,
+            record_limit: FIRST_RECORD_PLAINTEXT,
             opener,
             records: FrameDecoder::new(MAX_RECORD_BODY),
             plain: PlainStream::new(max_frame),
@@ -166,13 +175,12 @@ impl Link {
                 Some(r) => r,
                 None => *self.open.insert(self.sealer.begin(out)),
             };
-            let space = MAX_RECORD_PLAINTEXT - rec.plaintext_len(out);
+            let space = self.record_limit - rec.plaintext_len(out);
             let take = space.min(data.len());
             out.put_slice(&data[..take]);
             data = &data[take..];
             if take == space {
-                self.open = None;
-                self.sealer.finish(out, rec)?;
+                self.seal_open(out)?;
             }
         }
         Ok(())
@@ -180,8 +188,13 @@ impl Link {
 
     /// Seals the open record, if any.
     pub fn flush(&mut self, out: &mut BytesMut) -> Result<(), LinkError> {
+        self.seal_open(out)
+    }
+
+    fn seal_open(&mut self, out: &mut BytesMut) -> Result<(), LinkError> {
         if let Some(rec) = self.open.take() {
             self.sealer.finish(out, rec)?;
+            self.record_limit = (self.record_limit * 2).min(MAX_RECORD_PLAINTEXT);
         }
         Ok(())
     }

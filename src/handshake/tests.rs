@@ -77,14 +77,16 @@ fn handshake_and_records_both_ways() {
     let small: Vec<Vec<u8>> = (0..1100u32).map(|i| i.to_be_bytes().repeat(16)).collect();
     let refs: Vec<&[u8]> = small.iter().map(|v| v.as_slice()).collect();
     assert_eq!(pump(&mut a.link, &mut b.link, &refs), small.iter().map(|v| Bytes::from(v.clone())).collect::<Vec<_>>());
-    assert_eq!(a.link.records_sent(), 2, "1100 x 65 bytes fill one 64 KiB record and start a second");
+    // Slow start: 1, 2, 4, 8, 16, 32 KiB records, then 64 KiB ones.
+    assert_eq!(a.link.records_sent(), 7, "1100 x 65 bytes over records growing from 1 KiB");
     // A frame larger than a record spans several; the other way round too.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let got = pump(&mut b.link, &mut a.link, &[b"x", &big, b"y"]);
     assert_eq!(got.len(), 3);
     assert_eq!(&got[1][..], &big[..]);
-    assert_eq!(b.link.records_sent(), 5);
-    assert_eq!(a.link.records_received(), 5);
+    // 300,007 plaintext bytes: 1+2+4+8+16+32 KiB, then ceil(236,967 / 64 Ki) = 4 more.
+    assert_eq!(b.link.records_sent(), 6 + 4, "slow start, then 64 KiB records");
+    assert_eq!(a.link.records_received(), b.link.records_sent());
 }
 
 #[test]

@@ -103,7 +103,13 @@ impl ShardMetrics {
 pub fn prometheus(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
     for &m in ALL {
-        out.push_str(&format!("# HELP shardwire_{} {}\n# TYPE shardwire_{} {}\n", m.name(), m.help(), m.name(), m.kind()));
+        out.push_str(&format!(
+            "# HELP shardwire_{} {}\n# TYPE shardwire_{} {}\n",
+            m.name(),
+            m.help(),
+            m.name(),
+            m.kind()
+        ));
         for (i, s) in shards.iter().enumerate() {
             out.push_str(&format!("shardwire_{}{{shard=\"{i}\"}} {}\n", m.name(), s.get(m)));
         }

@@ -258,7 +258,11 @@ impl NodeBuilder {
     }
 
     /// Registers an engine: `factory` runs once per shard.
-    pub fn engine<E: Engine>(mut self, name: &'static str, factory: impl Fn(&ShardInfo) -> E + Send + Sync + 'static) -> Self {
+    pub fn engine<E: Engine>(
+        mut self,
+        name: &'static str,
+        factory: impl Fn(&ShardInfo) -> E + Send + Sync + 'static,
+    ) -> Self {
         let f: EngineFactory = Arc::new(move |info| Box::new(factory(info)));
         self.engines.push((EngineId::named(name), f));
         self
@@ -400,7 +404,14 @@ impl NodeHandle {
         let id = MsgId(HANDLE_ID_BIT | self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let expiry = opts.expiry.unwrap_or(self.inner.default_expiry);
         let expiry_ms = self.now_ms() + expiry.as_millis() as u64;
-        let cmd = shard::Command::Send { to, id, msg: engine_msg, prefs: opts.prefs, expiry_ms, notify: opts.notify_delivered };
+        let cmd = shard::Command::Send {
+            to,
+            id,
+            msg: engine_msg,
+            prefs: opts.prefs,
+            expiry_ms,
+            notify: opts.notify_delivered,
+        };
         let owner = shard_of(&to, self.inner.shards);
         match self.inner.inboxes[owner].send(cmd) {
             Ok(()) => Ok(id),

@@ -361,6 +361,8 @@ pub struct NodeProxy {
     cfg: ProxyConfig,
     permanence: Permanence,
     address: Option<Address>,
+    /// Set by configuration: adverts do not override it.
+    address_pinned: bool,
     state: ConnState,
     failures: u32,
     hard_refusal: Option<Refusal>,
@@ -397,6 +399,7 @@ impl NodeProxy {
             cfg,
             permanence,
             address: None,
+            address_pinned: false,
             state: ConnState::Idle,
             failures: 0,
             hard_refusal: None,
@@ -479,9 +482,19 @@ impl NodeProxy {
 
     // ---- commands ----
 
-    /// Sets the address to dial (from configuration or an advert).
+    /// Sets the address to dial, from configuration: it wins over any
+    /// address the remote advertises (it may be a proxy, NAT or tunnel).
     pub fn set_address(&mut self, addr: Address) {
         self.address = Some(addr);
+        self.address_pinned = true;
+    }
+
+    /// Sets an address learnt from the remote's advert (configuration, if
+    /// any, still wins).
+    pub fn set_advertised_address(&mut self, addr: Address) {
+        if !self.address_pinned {
+            self.address = Some(addr);
+        }
     }
 
     /// Sets our own advert (version and encoding) to push to the remote
@@ -707,8 +720,10 @@ impl NodeProxy {
             }
             Frame::Advert(bytes) => match NodeAdvert::decode_from(self.remote, bytes, &self.cfg.wire) {
                 Ok(a) if self.peer_advert.as_ref().is_none_or(|old| a.version > old.version) => {
-                    if let Some(addr) = a.addrs.iter().find(|a| matches!(a, Address::Tcp(_))) {
-                        self.address = Some(addr.clone());
+                    if !self.address_pinned {
+                        if let Some(addr) = a.addrs.iter().find(|a| matches!(a, Address::Tcp(_))) {
+                            self.address = Some(addr.clone());
+                        }
                     }
                     self.peer_advert = Some(a.clone());
                     self.events.push_back(ProxyEvent::Advert(a));

@@ -23,7 +23,11 @@ use crate::proxy::{DialFailure, LinkId};
 use crate::wire::{FrameDecoder, write_frame};
 
 /// Runs `fut`, or fails with `on_timeout` after `d`.
-async fn with_timeout<T, E>(d: Duration, on_timeout: E, fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, E> {
+async fn with_timeout<T, E>(
+    d: Duration,
+    on_timeout: E,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     futures_lite::future::or(fut, async {
         glommio::timer::sleep(d).await;
         Err(on_timeout)
@@ -75,8 +79,9 @@ pub(super) async fn dial(
     let r = with_timeout(timeout, HsIo::Timeout, async {
         let mut stream = TcpStream::connect(addr).await.map_err(|_| HsIo::Io)?;
         let _ = stream.set_nodelay(true);
-        let (init, msg1) = Initiator::start(&shard.identity, remote, shard.shared.our_advert.0, known_remote, cfg, wall_ms())
-            .map_err(HsIo::Handshake)?;
+        let (init, msg1) =
+            Initiator::start(&shard.identity, remote, shard.shared.our_advert.0, known_remote, cfg, wall_ms())
+                .map_err(HsIo::Handshake)?;
         write_frame_to(&mut stream, &msg1).await?;
         let mut buf = BytesMut::new();
         let msg2 = read_frame(&mut stream, &mut buf).await?;
@@ -103,6 +108,7 @@ pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
+            Err(_) if shard.stopping.get() => return,
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -120,7 +126,12 @@ pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             shard.metrics.add(Metric::handshakes_refused_over_capacity, 1);
             glommio::spawn_local(async move {
                 let mut stream = stream;
-                let _ = with_timeout(Duration::from_millis(200), HsIo::Timeout, write_frame_to(&mut stream, &early_refusal())).await;
+                let _ = with_timeout(
+                    Duration::from_millis(200),
+                    HsIo::Timeout,
+                    write_frame_to(&mut stream, &early_refusal()),
+                )
+                .await;
             })
             .detach();
             continue;
@@ -187,12 +198,9 @@ async fn respond(shard: &Rc<Shard>, mut stream: TcpStream) {
             return;
         }
     };
-    if write_frame_to(&mut stream, &msg2).await.is_err() {
-        shard.metrics.add(Metric::handshakes_failed, 1);
-        return;
-    }
+    // Count the decision before the reply leaves: the peer may act on it at once.
     let est = match outcome {
-        HsOutcome::Established(est) => est,
+        HsOutcome::Established(est) => Some(est),
         HsOutcome::Refused(r) => {
             let m = match r {
                 Refusal::OverCapacity => Metric::handshakes_refused_over_capacity,
@@ -201,9 +209,14 @@ async fn respond(shard: &Rc<Shard>, mut stream: TcpStream) {
             };
             shard.metrics.add(m, 1);
             tracing::info!(remote = %remote.short(), "refused inbound connection: {}", r.name());
-            return;
+            None
         }
     };
+    if write_frame_to(&mut stream, &msg2).await.is_err() {
+        shard.metrics.add(Metric::handshakes_failed, 1);
+        return;
+    }
+    let Some(est) = est else { return };
     let leftover = buf.freeze();
     let owner = shard_of(&est.remote, shard.count);
     if owner == shard.index {

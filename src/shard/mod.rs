@@ -43,8 +43,8 @@ use glommio::{GlommioError, LocalExecutorBuilder, ResourceType};
 
 use crate::handshake::{Established, Identity, Link, NodeId, ReplayGuard};
 use crate::node::{
-    Engine, EngineCounts, EngineFactory, HandleInner, Metric, NodeConfig, NodeEvent, NodeHandle, Placement,
-    SendError, SendOptions, ShardInfo, ShardMetrics, ShutdownReport, StartError, shard_of,
+    Engine, EngineCounts, EngineFactory, HandleInner, Metric, NodeConfig, NodeEvent, NodeHandle, Placement, SendError,
+    SendOptions, ShardInfo, ShardMetrics, ShutdownReport, StartError, shard_of,
 };
 use crate::proxy::{
     self, Address, Deliver, DialFailure, EngineId, EngineMsg, FrameSink, LinkDecision, LinkId, LinkInfo, MsgId,
@@ -53,8 +53,8 @@ use crate::proxy::{
 };
 use crate::wire::Message;
 
-pub(crate) use wake::Notify;
 use wake::EventWake;
+pub(crate) use wake::Notify;
 
 /// Engine index meaning "the node handle" in routing tags and counts.
 const HANDLE: usize = u32::MAX as usize;
@@ -181,6 +181,10 @@ pub(crate) struct Shard {
     undelivered: RefCell<Vec<(NodeId, MsgId, Outcome)>>,
     done: Notify,
     frames: RefCell<Vec<Bytes>>,
+    /// The listening socket, shut down explicitly on shutdown so no new
+    /// connection can queue on it (with SO_REUSEPORT a lingering listener
+    /// would take connections meant for a restarted node).
+    listen_fd: Cell<Option<RawFd>>,
 }
 
 /// What engines see of their shard: send as this engine, read the clock.
@@ -294,10 +298,11 @@ impl Shard {
             let seed = self.shared.next_dial_seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
             let mut px = NodeProxy::new(id, self.me, Permanence::Ephemeral, self.proxy_config(), seed);
             px.set_our_advert(self.shared.our_advert.0, self.shared.our_advert.1.clone());
-            let known = self.cfg.peers.iter().find(|p| p.id == id).map(|p| Address::Tcp(p.addr));
-            let advertised = self.shared.adverts.read().ok().and_then(|m| m.get(&id).and_then(|a| a.tcp_addr()));
-            if let Some(a) = known.or(advertised.map(Address::Tcp)) {
-                px.set_address(a);
+            if let Some(p) = self.cfg.peers.iter().find(|p| p.id == id) {
+                px.set_address(Address::Tcp(p.addr));
+            } else if let Some(a) = self.shared.adverts.read().ok().and_then(|m| m.get(&id).and_then(|a| a.tcp_addr()))
+            {
+                px.set_advertised_address(Address::Tcp(a));
             }
             Entry { px, seen: ProxyStats::default(), scheduled: NEVER }
         })
@@ -310,7 +315,13 @@ impl Shard {
     }
 
     /// A send from engine `engine` on this shard.
-    fn send_from(self: &Rc<Self>, engine: usize, to: NodeId, msg: EngineMsg, opts: SendOptions) -> Result<MsgId, SendError> {
+    fn send_from(
+        self: &Rc<Self>,
+        engine: usize,
+        to: NodeId,
+        msg: EngineMsg,
+        opts: SendOptions,
+    ) -> Result<MsgId, SendError> {
         if self.stopping.get() {
             return Err(SendError::ShuttingDown(Box::new(msg)));
         }
@@ -867,6 +878,11 @@ impl Shard {
     }
 
     async fn shutdown(self: Rc<Self>, deadline_ms: u64) {
+        if let Some(fd) = self.listen_fd.take() {
+            // SAFETY: shutting down (not closing) our own listening socket;
+            // the accept loop then fails and drops (closes) the listener.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
         let ids: Vec<NodeId> = self.proxies.borrow().keys().copied().collect();
         let now = self.now();
         for id in &ids {
@@ -971,6 +987,7 @@ async fn run(init: ShardInit) -> ShardReport {
         undelivered: RefCell::new(Vec::new()),
         done: Notify::default(),
         frames: RefCell::new(Vec::new()),
+        listen_fd: Cell::new(init.listener),
     });
     // Cross-shard channels: every end connects concurrently (each waits for its peer).
     for rx in init.mesh_rx {
@@ -1047,7 +1064,8 @@ pub(crate) fn start(
     };
     let (listen, mut listener_fds) = match cfg.listen {
         Some(addr) => {
-            let (a, fds) = bind_listeners(addr, accepting.len()).map_err(|source| StartError::Listen { addr, source })?;
+            let (a, fds) =
+                bind_listeners(addr, accepting.len()).map_err(|source| StartError::Listen { addr, source })?;
             let mut per_shard: Vec<Option<RawFd>> = vec![None; n];
             for (&i, fd) in accepting.iter().zip(fds) {
                 per_shard[i] = Some(fd);

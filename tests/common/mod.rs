@@ -95,3 +95,177 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// A TCP proxy that forwards to `target` and resets each connection after a
+/// random number of bytes (in either direction), and can simulate an outage
+/// (new connections are reset at once).
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    pub cuts: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+    live: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Cuts each connection after between `min` and `max` bytes.
+    pub fn start(target: SocketAddr, min: usize, max: usize) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, d, s) = (cuts.clone(), down.clone(), stop.clone());
+        let live: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
+        let l = live.clone();
+        let seed = AtomicU64::new(0x1234_5678);
+        let accept = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                if d.load(Ordering::Relaxed) {
+                    reset(&client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else {
+                    reset(&client);
+                    continue;
+                };
+                if let (Ok(x), Ok(y)) = (client.try_clone(), server.try_clone()) {
+                    l.lock().unwrap().extend([x, y]);
+                }
+                let r = seed.fetch_add(0x9e37_79b9, Ordering::Relaxed).wrapping_mul(0x2545_f491_4f6c_dd1d) >> 20;
+                let budget = Arc::new(AtomicUsize::new(min + (r as usize) % (max - min + 1)));
+                for (from, to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    let (b, c, s) = (budget.clone(), c.clone(), s.clone());
+                    std::thread::spawn(move || pump(from, to, b, c, s));
+                }
+            }
+        });
+        FaultProxy { addr, cuts, down, live, stop, accept: Some(accept) }
+    }
+
+    /// Starts an outage (every live connection is reset, new ones are
+    /// refused) or ends it.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+        if down {
+            for s in self.live.lock().unwrap().drain(..) {
+                reset(&s);
+            }
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn reset(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+    let _ = s.shutdown(std::net::Shutdown::Both);
+}
+
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    budget: Arc<AtomicUsize>,
+    cuts: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 16 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        };
+        let left = budget.load(Ordering::Relaxed);
+        if n >= left {
+            // Cut mid-stream: forward part, then reset both sides.
+            let _ = to.write_all(&buf[..left]);
+            budget.store(0, Ordering::Relaxed);
+            cuts.fetch_add(1, Ordering::Relaxed);
+            reset(&from);
+            reset(&to);
+            return;
+        }
+        budget.fetch_sub(n, Ordering::Relaxed);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    reset(&from);
+    reset(&to);
+}
+
+/// A minimal protocol client built from the library's pure layers:
+/// blocking std sockets, one link, no node around it.
+pub struct RawClient {
+    stream: TcpStream,
+    link: shardwire::handshake::Link,
+    seq: u64,
+}
+
+impl RawClient {
+    /// Connects and completes the handshake with `server`.
+    pub fn connect(addr: SocketAddr, server: shardwire::handshake::NodeId) -> std::io::Result<RawClient> {
+        use shardwire::handshake::{HandshakeConfig, Initiator};
+        use shardwire::wire::{FrameDecoder, write_frame};
+        let id = Identity::generate();
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let (init, m1) = Initiator::start(&id, server, 0, 0, &HandshakeConfig::default(), now).unwrap();
+        let mut out = bytes::BytesMut::new();
+        write_frame(&mut out, &m1);
+        stream.write_all(&out)?;
+        let mut dec = FrameDecoder::new(256);
+        let mut buf = bytes::BytesMut::new();
+        let m2 = loop {
+            if let Some(f) = dec.decode(&mut buf).unwrap() {
+                break f;
+            }
+            let mut chunk = [0u8; 512];
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::other("closed during handshake"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let est = init.read_reply(&m2, now).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(RawClient { stream, link: est.link, seq: 0 })
+    }
+
+    /// Sends HELLO (first time) and one DATA frame to engine `target`.
+    pub fn send(&mut self, target: EngineId, m: Message) -> std::io::Result<()> {
+        use shardwire::proxy::{EngineMsg, TransportPrefs, frames};
+        let mut frames_out: Vec<bytes::Bytes> = Vec::new();
+        if self.seq == 0 {
+            frames::hello(&mut frames_out, 1, 0, 1, 0);
+        }
+        self.seq += 1;
+        let em = EngineMsg { sender: app(), target, mailbox: None, msg: m };
+        frames::data(&mut frames_out, self.seq, TransportPrefs::default(), &em);
+        let mut out = bytes::BytesMut::new();
+        self.link.send_frames(frames_out.iter().map(|f| f.as_ref()), &mut out).unwrap();
+        self.stream.write_all(&out)
+    }
+}
