@@ -102,3 +102,100 @@ fn keygen_writes_a_private_key_file_and_prints_its_node_id() {
     assert_eq!(v["node_id"].as_str().unwrap().len(), 64);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+mod common;
+
+/// Starts `shardwire node` and returns the child with its first JSON line.
+fn start_node(
+    args: &[&str],
+) -> (std::process::Child, serde_json::Value, std::io::BufReader<std::process::ChildStdout>) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardwire"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    (child, serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{line:?}: {e}")), out)
+}
+
+fn http_get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn node_runs_echoes_serves_metrics_and_summarises_on_sigterm() {
+    use std::io::BufRead;
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-node-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("node.key");
+    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let metrics = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (mut child, hello, mut out) = start_node(&[
+        "node",
+        "--key",
+        key.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "2",
+        "--service",
+        "echo",
+        "--metrics",
+        &metrics,
+    ]);
+    assert_eq!(hello["shards"], 2);
+    let node_id: shardwire::handshake::NodeId = hello["node_id"].as_str().unwrap().parse().unwrap();
+    let listen: std::net::SocketAddr = hello["listen"].as_str().unwrap().parse().unwrap();
+
+    // A library node sends to the CLI node's echo engine and gets it back.
+    let me = common::node(1);
+    me.add_peer(node_id, listen, shardwire::proxy::Permanence::Ephemeral);
+    let echo = shardwire::proxy::EngineId::named("echo");
+    me.send(node_id, common::app(), echo, common::msg(77, 100), Default::default()).unwrap();
+    let got = common::received(&common::collect(&me, Duration::from_secs(20), |e| !common::received(e).is_empty()));
+    assert_eq!(got, vec![77]);
+
+    let text = http_get(&metrics);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("shardwire_messages_in{shard="), "{text}");
+
+    // SIGTERM: graceful shutdown and a JSON summary line.
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(summary["received"], 1);
+    assert_eq!(summary["engines"]["echo"]["received"], 1);
+    assert_eq!(summary["engines"]["echo"]["sent"], 1);
+    assert!(summary.get("delivered").is_some() && summary.get("expired").is_some());
+    assert!(child.wait().unwrap().success());
+    me.shutdown(Duration::from_secs(1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn node_bad_flags_and_key_files_exit_2() {
+    let (code, _, err) = shardwire(&["node", "--key", "/nonexistent/key", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/key") && err.contains("does not exist"), "{err}");
+    let (code, _, err) =
+        shardwire(&["node", "--key", "/tmp/x", "--listen", "127.0.0.1:0", "--peer", "nothex@1.2.3.4:5"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--peer"), "{err}");
+    let (code, _, _) = shardwire(&["node", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2, "missing --key");
+}

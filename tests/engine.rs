@@ -372,3 +372,51 @@ fn metrics_and_graceful_shutdown_report() {
     assert!(a.send(b.node_id(), app(), app(), msg(1, 1), SendOptions::default()).is_err(), "no sends after shutdown");
     b.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn simultaneous_dials_settle_on_one_link() {
+    for round in 0..3 {
+        let (ia, ib) = (Identity::generate(), Identity::generate());
+        let a = builder(2).identity(ia.clone()).start().unwrap();
+        let b = builder(2).identity(ib.clone()).start().unwrap();
+        // Both permanent towards each other at the same moment: both dial.
+        a.add_peer(ib.node_id(), b.listen_addr().unwrap(), Permanence::Permanent);
+        b.add_peer(ia.node_id(), a.listen_addr().unwrap(), Permanence::Permanent);
+        assert!(wait_until(T, || a.metric(Metric::links_up) == 1 && b.metric(Metric::links_up) == 1), "round {round}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!((a.metric(Metric::links_up), b.metric(Metric::links_up)), (1, 1), "exactly one link survives");
+        let id = a.send(ib.node_id(), app(), app(), msg(1, 1), SendOptions::default().notify()).unwrap();
+        b.send(ia.node_id(), app(), app(), msg(2, 1), SendOptions::default()).unwrap();
+        assert_eq!(received(&collect(&b, T, |e| !received(e).is_empty())), vec![1]);
+        let ev = collect(&a, T, |e| !received(e).is_empty() && !outcomes(e).is_empty());
+        assert_eq!(received(&ev), vec![2]);
+        assert_eq!(outcomes(&ev), vec![(id, Outcome::Delivered)]);
+        a.shutdown(Duration::from_secs(1));
+        b.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn adverts_are_exchanged_when_one_side_is_behind() {
+    let a = node(1);
+    let b = node(2);
+    a.add_peer(b.node_id(), b.listen_addr().unwrap(), Permanence::Ephemeral);
+    a.send(b.node_id(), app(), app(), msg(1, 1), SendOptions::default()).unwrap();
+    let ea = collect(&a, T, |e| e.iter().any(|x| matches!(x, NodeEvent::Advert(_))));
+    let eb = collect(&b, T, |e| e.iter().any(|x| matches!(x, NodeEvent::Advert(_))));
+    let advert_of = |ev: &[NodeEvent]| {
+        ev.iter().find_map(|x| match x {
+            NodeEvent::Advert(ad) => Some(ad.clone()),
+            _ => None,
+        })
+    };
+    let of_b = advert_of(&ea).expect("A learns B's advert");
+    assert_eq!(of_b.id, b.node_id());
+    assert_eq!(of_b.tcp_addr(), b.listen_addr());
+    let of_a = advert_of(&eb).expect("B learns A's advert");
+    assert_eq!(of_a.id, a.node_id());
+    assert_eq!(a.adverts().get(&b.node_id()), Some(&of_b), "kept in A's address book");
+    assert_eq!(b.adverts().get(&a.node_id()), Some(&of_a));
+    a.shutdown(Duration::from_secs(1));
+    b.shutdown(Duration::from_secs(1));
+}

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 mod cells;
 mod keygen;
+mod node;
+mod units;
 
 /// shardwire: node-to-node networking for validator nodes.
 #[derive(Parser)]
@@ -23,6 +25,8 @@ enum Command {
     Cells(cells::CellsCmd),
     /// Make a new node identity (static X25519 keypair) and print its NodeId.
     Keygen(keygen::KeygenArgs),
+    /// Run a node until SIGTERM or SIGINT.
+    Node(node::NodeArgs),
 }
 
 /// Exit code for bad input (bad flags, unreadable or invalid data).
@@ -33,9 +37,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Cells(cmd) => cells::run(cmd),
         Command::Keygen(args) => keygen::run(args),
+        Command::Node(args) => node::run(args),
     }
 }

@@ -1,0 +1,111 @@
+//! Accepting connections: every shard accepting through SO_REUSEPORT versus
+//! one acceptor shard handing sockets to their owners, measured in the same
+//! run (rounds interleaved).
+//!
+//! `cargo bench --bench accept`
+//!
+//! Client threads (std sockets) connect, complete the Noise handshake with a
+//! 2-shard node, and close, as fast as they can. Reported: handshakes
+//! accepted per second for each mode, and the share of links that had to be
+//! handed to another shard.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use shardwire::handshake::{HandshakeConfig, Identity, Initiator, NodeId};
+use shardwire::node::{ListenShards, Metric, Node, Shards};
+use shardwire::wire::{FrameDecoder, write_frame};
+
+fn handshake(addr: SocketAddr, server: NodeId, me: &Identity) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let Ok((init, m1)) = Initiator::start(me, server, 0, 0, &HandshakeConfig::default(), now) else { return false };
+    let mut out = BytesMut::new();
+    write_frame(&mut out, &m1);
+    if s.write_all(&out).is_err() {
+        return false;
+    }
+    let mut dec = FrameDecoder::new(256);
+    let mut buf = BytesMut::new();
+    loop {
+        if let Ok(Some(f)) = dec.decode(&mut buf) {
+            return init.read_reply(&f, now).is_ok();
+        }
+        let mut chunk = [0u8; 256];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn round(mode: &ListenShards, secs: f64) -> (f64, f64) {
+    let node = Node::builder()
+        .identity(Identity::generate())
+        .listen("127.0.0.1:0".parse().unwrap())
+        .shards(Shards::Count(2))
+        .configure(|c| c.listen_shards = mode.clone())
+        .start()
+        .unwrap();
+    let (addr, id) = (node.listen_addr().unwrap(), node.node_id());
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, done) = (stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                // Many client identities, as a connection storm would have.
+                let ids: Vec<Identity> = (0..64).map(|_| Identity::generate()).collect();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if handshake(addr, id, &ids[i % ids.len()]) {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let n = done.load(Ordering::Relaxed);
+    let elapsed = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let handed = node.metric(Metric::cross_shard_batches) as f64;
+    let ok = node.metric(Metric::handshakes_ok).max(1) as f64;
+    node.shutdown(Duration::from_secs(1));
+    (n as f64 / elapsed, handed / ok)
+}
+
+fn main() {
+    let modes =
+        [("all shards (SO_REUSEPORT)", ListenShards::All), ("one acceptor, hand-over", ListenShards::Only(vec![0]))];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
+    let mut handed: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
+    for _ in 0..3 {
+        for (i, (_, m)) in modes.iter().enumerate() {
+            let (r, h) = round(m, 2.0);
+            rates[i].push(r);
+            handed[i].push(h);
+        }
+    }
+    for (i, (name, _)) in modes.iter().enumerate() {
+        let mut r = rates[i].clone();
+        r.sort_by(|a, b| a.total_cmp(b));
+        let h: f64 = handed[i].iter().sum::<f64>() / handed[i].len() as f64;
+        println!(
+            "accept {name}: median {:.0} handshakes/s (rounds {:?}), links handed over ~{:.0}%",
+            r[1],
+            rates[i].iter().map(|x| x.round()).collect::<Vec<_>>(),
+            h * 100.0
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! `shardwire node`: run a node until SIGTERM/SIGINT.
+//!
+//! On start it prints one JSON line (`node_id`, `listen`, `shards`); on a
+//! signal it shuts down gracefully and prints one JSON summary line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use shardwire::handshake::{Identity, NodeId};
+use shardwire::node::{Engine, Node, NodeHandle, Placement, SendOptions, ShardCtx, Shards, ShutdownReport};
+use shardwire::proxy::{EngineMsg, Permanence};
+
+use crate::EXIT_BAD_INPUT;
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// Key file (from `shardwire keygen`).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Address to listen on, e.g. 127.0.0.1:7000 (port 0 picks one).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Number of shards (default: one per core).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Pin shard i to CPU i (thread-per-core).
+    #[arg(long)]
+    pub pin: bool,
+    /// A peer: NODEID@ADDR, or NODEID@ADDR,permanent to keep a link up.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    pub peers: Vec<Peer>,
+    /// Only these NodeIds may connect (repeatable); others are Denied.
+    #[arg(long = "allow", value_parser = parse_node_id)]
+    pub allow: Vec<NodeId>,
+    /// Engines to run: echo (return every message to its sender) or sink
+    /// (count and discard). Repeatable.
+    #[arg(long = "service", value_enum)]
+    pub services: Vec<Service>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// How long a graceful shutdown may take, e.g. 5s.
+    #[arg(long, default_value = "5s", value_parser = crate::units::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    /// Return each received message to its sender.
+    Echo,
+    /// Count and discard.
+    Sink,
+}
+
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    pub permanence: Permanence,
+}
+
+pub fn parse_node_id(s: &str) -> Result<NodeId, String> {
+    s.parse::<NodeId>().map_err(|e| e.to_string())
+}
+
+/// `NODEID@ADDR[,permanent]`.
+pub fn parse_peer(s: &str) -> Result<Peer, String> {
+    let (main, flag) = match s.split_once(',') {
+        Some((m, f)) => (m, Some(f)),
+        None => (s, None),
+    };
+    let (id, addr) = main.split_once('@').ok_or_else(|| format!("{s:?}: expected NODEID@ADDR[,permanent]"))?;
+    let permanence = match flag {
+        None | Some("ephemeral") => Permanence::Ephemeral,
+        Some("permanent") => Permanence::Permanent,
+        Some(other) => return Err(format!("{s:?}: unknown flag {other:?} (expected permanent)")),
+    };
+    let addr = addr.parse().map_err(|e| format!("{s:?}: bad address: {e}"))?;
+    Ok(Peer { id: parse_node_id(id)?, addr, permanence })
+}
+
+/// Returns every message to the engine that sent it.
+pub struct Echo;
+
+impl Engine for Echo {
+    fn on_message(&mut self, ctx: &ShardCtx, from: NodeId, msg: EngineMsg) {
+        let reply = msg.msg.clone();
+        // A full queue drops the echo; the sender sees no reply, not a loss of
+        // its own message (which was delivered).
+        let _ = ctx.reply(from, &msg, reply, SendOptions::default());
+    }
+}
+
+/// Counts and discards (the node counts what each engine received).
+pub struct Sink;
+
+impl Engine for Sink {
+    fn on_message(&mut self, _ctx: &ShardCtx, _from: NodeId, _msg: EngineMsg) {}
+}
+
+pub fn run(args: NodeArgs) -> ExitCode {
+    let identity = match Identity::load(&args.key) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let mut b = Node::builder().identity(identity).listen(args.listen);
+    if let Some(n) = args.shards {
+        if n == 0 {
+            eprintln!("error: --shards must be at least 1");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        b = b.shards(Shards::Count(n));
+    }
+    if args.pin {
+        b = b.configure(|c| c.placement = Placement::PinnedPerCore);
+    }
+    for p in &args.peers {
+        b = b.peer(p.id, p.addr, p.permanence);
+    }
+    for a in &args.allow {
+        b = b.allow(*a);
+    }
+    for s in &args.services {
+        b = match s {
+            Service::Echo => b.engine("echo", |_| Echo),
+            Service::Sink => b.engine("sink", |_| Sink),
+        };
+    }
+    let node = match b.start() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(addr) = args.metrics {
+        if let Err(e) = serve_metrics(addr, node.clone()) {
+            eprintln!("error: cannot serve metrics on {addr}: {e}");
+            node.shutdown(Duration::from_secs(1));
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    }
+    let listen = node.listen_addr().map(|a| a.to_string()).unwrap_or_default();
+    println!("{}", serde_json::json!({"node_id": node.node_id().to_hex(), "listen": listen, "shards": node.shards()}));
+    let _ = std::io::stdout().flush();
+    tracing::info!(node = %node.node_id(), %listen, "running; SIGTERM or SIGINT to stop");
+
+    let mut signals =
+        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot handle signals: {e}");
+                node.shutdown(Duration::from_secs(1));
+                return ExitCode::from(1);
+            }
+        };
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "shutting down");
+    }
+    let report = node.shutdown(args.shutdown_timeout);
+    println!("{}", summary(&report));
+    let _ = std::io::stdout().flush();
+    ExitCode::SUCCESS
+}
+
+/// The JSON summary line printed at shutdown.
+pub fn summary(r: &ShutdownReport) -> serde_json::Value {
+    let mut engines = serde_json::Map::new();
+    let mut names: Vec<&String> = r.engines.keys().collect();
+    names.sort();
+    for name in names {
+        let c = &r.engines[name];
+        engines.insert(
+            name.clone(),
+            serde_json::json!({"received": c.received, "sent": c.sent, "delivered": c.delivered,
+                "expired": c.expired, "refused": c.refused, "unresolved": c.unresolved}),
+        );
+    }
+    serde_json::json!({
+        "received": r.received, "sent": r.sent, "delivered": r.delivered, "expired": r.expired,
+        "refused": r.refused, "unresolved": r.unresolved, "undelivered": r.undelivered.len(),
+        "engines": engines,
+    })
+}
+
+/// A minimal HTTP endpoint: any GET returns the Prometheus text.
+fn serve_metrics(addr: SocketAddr, node: NodeHandle) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut line = String::new();
+            let mut reader = BufReader::new(match conn.try_clone() {
+                Ok(c) => c,
+                Err(_) => continue,
+            });
+            // Request line, then headers up to the blank line.
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                match reader.read_line(&mut h) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if h == "\r\n" || h == "\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let (status, body) = if line.starts_with("GET ") {
+                ("200 OK", node.prometheus())
+            } else {
+                ("405 Method Not Allowed", String::from("only GET\n"))
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })?;
+    Ok(())
+}
