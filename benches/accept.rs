@@ -44,7 +44,28 @@ fn handshake(addr: SocketAddr, server: NodeId, me: &Identity) -> bool {
     }
 }
 
-fn round(mode: &ListenShards, secs: f64) -> (f64, f64) {
+/// CPU seconds used so far by the node's shard threads (named `shardwire-N`).
+fn shard_cpu_secs() -> f64 {
+    // SAFETY: sysconf takes no pointers.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("shardwire-") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3; utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = [11, 12].iter().filter_map(|&i| f.get(i)?.parse::<f64>().ok()).sum();
+        total += ticks / tick;
+    }
+    total
+}
+
+/// (handshakes/s, share handed over, handshakes per shard-CPU-second).
+fn round(mode: &ListenShards, secs: f64) -> (f64, f64, f64) {
     let node = Node::builder()
         .identity(Identity::generate())
         .listen("127.0.0.1:0".parse().unwrap())
@@ -72,8 +93,10 @@ fn round(mode: &ListenShards, secs: f64) -> (f64, f64) {
         })
         .collect();
     let t = Instant::now();
+    let (n0, cpu0) = (done.load(Ordering::Relaxed), shard_cpu_secs());
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let n = done.load(Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed) - n0;
+    let cpu = shard_cpu_secs() - cpu0;
     let elapsed = t.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -82,7 +105,7 @@ fn round(mode: &ListenShards, secs: f64) -> (f64, f64) {
     let handed = node.metric(Metric::cross_shard_batches) as f64;
     let ok = node.metric(Metric::handshakes_ok).max(1) as f64;
     node.shutdown(Duration::from_secs(1));
-    (n as f64 / elapsed, handed / ok)
+    (n as f64 / elapsed, handed / ok, n as f64 / cpu.max(0.01))
 }
 
 fn main() {
@@ -90,21 +113,27 @@ fn main() {
         [("all shards (SO_REUSEPORT)", ListenShards::All), ("one acceptor, hand-over", ListenShards::Only(vec![0]))];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
     let mut handed: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
+    let mut per_cpu: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
     for _ in 0..3 {
         for (i, (_, m)) in modes.iter().enumerate() {
-            let (r, h) = round(m, 2.0);
+            let (r, h, c) = round(m, 2.0);
             rates[i].push(r);
             handed[i].push(h);
+            per_cpu[i].push(c);
         }
     }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
     for (i, (name, _)) in modes.iter().enumerate() {
-        let mut r = rates[i].clone();
-        r.sort_by(|a, b| a.total_cmp(b));
         let h: f64 = handed[i].iter().sum::<f64>() / handed[i].len() as f64;
         println!(
-            "accept {name}: median {:.0} handshakes/s (rounds {:?}), links handed over ~{:.0}%",
-            r[1],
+            "accept {name}: median {:.0} handshakes/s (rounds {:?}), {:.0} per shard-CPU-second, handed over ~{:.0}%",
+            median(&rates[i]),
             rates[i].iter().map(|x| x.round()).collect::<Vec<_>>(),
+            median(&per_cpu[i]),
             h * 100.0
         );
     }
