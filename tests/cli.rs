@@ -199,3 +199,45 @@ fn node_bad_flags_and_key_files_exit_2() {
     let (code, _, _) = shardwire(&["node", "--listen", "127.0.0.1:0"]);
     assert_eq!(code, 2, "missing --key");
 }
+
+#[test]
+fn permanent_link_comes_back_after_the_peer_process_is_killed_and_restarted() {
+    use shardwire::node::NodeEvent;
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("b.key");
+    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["node", "--key", key.to_str().unwrap(), "--listen", &listen, "--service", "echo"];
+    let (mut b, hello, _out) = start_node(&args);
+    let b_id: shardwire::handshake::NodeId = hello["node_id"].as_str().unwrap().parse().unwrap();
+
+    let a = common::node(1);
+    a.add_peer(b_id, listen.parse().unwrap(), shardwire::proxy::Permanence::Permanent);
+    let ups = |evs: &[NodeEvent]| evs.iter().filter(|e| matches!(e, NodeEvent::LinkUp(n) if *n == b_id)).count();
+    let evs = common::collect(&a, Duration::from_secs(20), |e| ups(e) >= 1);
+    assert_eq!(ups(&evs), 1, "first link");
+
+    // No goodbye, no graceful anything: the process dies.
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let evs = common::collect(&a, Duration::from_secs(20), |e| e.iter().any(|e| matches!(e, NodeEvent::LinkDown(_))));
+    assert!(evs.iter().any(|e| matches!(e, NodeEvent::LinkDown(n) if *n == b_id)));
+    // A message sent while the peer is gone waits for it.
+    let echo = shardwire::proxy::EngineId::named("echo");
+    a.send(b_id, common::app(), echo, common::msg(5, 10), Default::default()).unwrap();
+
+    let (mut b2, _, _out2) = start_node(&args);
+    let evs = common::collect(&a, Duration::from_secs(30), |e| !common::received(e).is_empty());
+    assert_eq!(ups(&evs), 1, "the link came back by itself");
+    assert_eq!(common::received(&evs), vec![5], "the queued message was delivered and echoed");
+    b2.kill().unwrap();
+    b2.wait().unwrap();
+    a.shutdown(Duration::from_millis(200));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
