@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::handshake::{HandshakeConfig, NodeId};
 use crate::proxy::{Permanence, ProxyConfig};
+use crate::rpc::RpcConfig;
 use crate::wire::WireConfig;
 
 /// How many shards (executor threads) a node runs.
@@ -119,6 +120,8 @@ pub struct NodeConfig {
     pub io: IoMode,
     /// How long a graceful shutdown may take (default 5 s).
     pub shutdown_timeout: Duration,
+    /// RPC limits and timings (see [`RpcConfig`]).
+    pub rpc: RpcConfig,
 }
 
 impl Default for NodeConfig {
@@ -143,6 +146,7 @@ impl Default for NodeConfig {
             spin_before_park: Duration::ZERO,
             io: IoMode::Glommio,
             shutdown_timeout: Duration::from_secs(5),
+            rpc: RpcConfig::default(),
         }
     }
 }

@@ -57,6 +57,20 @@ metrics! {
     refused_in: "counter", "Received messages refused (unknown engine, busy, malformed).";
     protocol_errors: "counter", "Links closed because the peer broke the link protocol.";
     cross_shard_batches: "counter", "Batches sent to other shards.";
+    rpc_calls_out: "counter", "RPC calls this node made (client side).";
+    rpc_calls_ok: "counter", "Client calls answered successfully.";
+    rpc_calls_failed: "counter", "Client calls that failed, for any reason.";
+    rpc_client_deadline: "counter", "Client calls failed by the client's own deadline.";
+    rpc_calls_in_flight: "gauge", "Client calls in flight.";
+    rpc_sessions_rejected: "counter", "Client sessions the server rejected.";
+    rpc_server_sessions: "gauge", "Server sessions open.";
+    rpc_server_calls: "counter", "Server calls started (handlers run).";
+    rpc_server_refused: "counter", "Requests answered without running a handler (deadline passed, busy, no session).";
+    rpc_server_running: "gauge", "Server calls running.";
+    rpc_server_deadline: "counter", "Server calls stopped at their deadline.";
+    rpc_server_cancelled: "counter", "Server calls the client cancelled.";
+    rpc_responses_undelivered: "counter", "Server responses that could not be delivered (expired, link lost).";
+    rpc_malformed: "counter", "RPC messages received that failed to decode.";
 }
 
 /// Number of metrics.

@@ -28,6 +28,7 @@ pub mod metrics;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -40,7 +41,9 @@ pub use metrics::{Metric, ShardMetrics};
 use crate::handshake::{Identity, NodeId};
 use crate::proxy::{Address, EngineId, EngineMsg, MailboxId, MsgId, NodeAdvert, Outcome, Permanence, TransportPrefs};
 use crate::shard;
-pub use crate::shard::ShardCtx;
+pub use crate::shard::{
+    PendingCall, Request, Responder, ResponseStream, Service, ServiceFn, ShardCtx, StreamError, service_fn,
+};
 use crate::wire::Message;
 
 /// The shard that owns the node proxy for `id` among `shards`: a stable
@@ -130,6 +133,10 @@ pub enum NodeEvent {
     LinkDown(NodeId),
     /// A newer advert of a node was accepted.
     Advert(NodeAdvert),
+    /// A node's process restarted (its link came back with a new
+    /// incarnation): what was in flight to it is reported unresolved, and
+    /// RPC sessions with it are gone.
+    PeerRestarted(NodeId),
 }
 
 /// An application component running on every shard.
@@ -155,6 +162,9 @@ pub trait Engine: 'static {
 /// Creates an engine instance for one shard.
 pub type EngineFactory = Arc<dyn Fn(&ShardInfo) -> Box<dyn Engine> + Send + Sync>;
 
+/// Creates a service instance for one shard.
+pub type ServiceFactory = Arc<dyn Fn(&ShardInfo) -> Rc<dyn Service> + Send + Sync>;
+
 /// What an engine factory knows about the shard it builds for.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardInfo {
@@ -172,6 +182,7 @@ pub struct NodeBuilder {
     cfg: NodeConfig,
     engines: Vec<(EngineId, EngineFactory)>,
     external: Vec<EngineId>,
+    services: Vec<(String, ServiceFactory)>,
 }
 
 /// Why a node did not start.
@@ -202,6 +213,12 @@ pub enum StartError {
     /// Two engines share a name.
     #[error("engine {0} registered twice")]
     DuplicateEngine(EngineId),
+    /// Engine names starting with `$` belong to the library.
+    #[error("engine name {0} is reserved (names starting with '$' belong to shardwire)")]
+    ReservedEngine(EngineId),
+    /// A service name is empty, too long (64 bytes) or registered twice.
+    #[error("bad or duplicate service name {0:?}")]
+    BadService(String),
 }
 
 /// Entry point: `Node::builder()`.
@@ -210,7 +227,13 @@ pub struct Node;
 impl Node {
     /// A builder with default configuration.
     pub fn builder() -> NodeBuilder {
-        NodeBuilder { identity: None, cfg: NodeConfig::default(), engines: Vec::new(), external: Vec::new() }
+        NodeBuilder {
+            identity: None,
+            cfg: NodeConfig::default(),
+            engines: Vec::new(),
+            external: Vec::new(),
+            services: Vec::new(),
+        }
     }
 }
 
@@ -274,16 +297,37 @@ impl NodeBuilder {
         self
     }
 
+    /// Registers an RPC service: `factory` runs once per shard. Calls from
+    /// a node are handled on the shard that owns that node's link.
+    pub fn rpc_service<S: Service>(
+        mut self,
+        name: &str,
+        factory: impl Fn(&ShardInfo) -> S + Send + Sync + 'static,
+    ) -> Self {
+        let f: ServiceFactory = Arc::new(move |info| Rc::new(factory(info)));
+        self.services.push((name.to_string(), f));
+        self
+    }
+
     /// Starts the shards; returns once every shard listens and runs.
     pub fn start(self) -> Result<NodeHandle, StartError> {
         let identity = self.identity.ok_or(StartError::NoIdentity)?;
         let mut names = std::collections::HashSet::new();
         for id in self.engines.iter().map(|(n, _)| n).chain(self.external.iter()) {
+            if id.is_reserved() {
+                return Err(StartError::ReservedEngine(*id));
+            }
             if !names.insert(*id) {
                 return Err(StartError::DuplicateEngine(*id));
             }
         }
-        shard::start(identity, self.cfg, self.engines, self.external)
+        let mut services = std::collections::HashSet::new();
+        for (name, _) in &self.services {
+            if name.is_empty() || name.len() > crate::rpc::msg::MAX_SERVICE_NAME || !services.insert(name.clone()) {
+                return Err(StartError::BadService(name.clone()));
+            }
+        }
+        shard::start(identity, self.cfg, self.engines, self.external, self.services)
     }
 }
 
@@ -356,6 +400,7 @@ pub(crate) struct HandleInner {
     pub default_expiry: Duration,
     pub epoch: Instant,
     pub shutdown_timeout: Duration,
+    pub rpc_window: u32,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -418,6 +463,48 @@ impl NodeHandle {
             Err(shard::Command::Send { msg, .. }) => Err(SendError::Full(Box::new(msg))),
             Err(_) => unreachable!("the inbox hands back the command it refused"),
         }
+    }
+
+    /// Calls `method` of `service` on node `to`, failing at `deadline`.
+    /// Returns at once; `.wait()` for the answer on this thread, or await it.
+    pub fn call(
+        &self,
+        to: NodeId,
+        service: &str,
+        method: u32,
+        payload: bytes::Bytes,
+        deadline: Duration,
+    ) -> PendingCall {
+        self.start_call(to, service, method, payload, deadline, None).unary()
+    }
+
+    /// As [`NodeHandle::call`], for a method that answers with a stream.
+    pub fn call_streaming(
+        &self,
+        to: NodeId,
+        service: &str,
+        method: u32,
+        payload: bytes::Bytes,
+        deadline: Duration,
+    ) -> ResponseStream {
+        let window = Some(self.inner.rpc_window);
+        self.start_call(to, service, method, payload, deadline, window).stream()
+    }
+
+    fn start_call(
+        &self,
+        to: NodeId,
+        service: &str,
+        method: u32,
+        payload: bytes::Bytes,
+        deadline: Duration,
+        window: Option<u32>,
+    ) -> shard::CallHandle {
+        let deadline_ms = self.now_ms() + deadline.as_millis() as u64;
+        let inbox = &self.inner.inboxes[shard_of(&to, self.inner.shards)];
+        let cmd =
+            |reply| shard::CallCmd { to, service: service.to_string(), method, payload, deadline_ms, window, reply };
+        shard::call_via_inbox(inbox, cmd, window)
     }
 
     /// The event queue (bounded; drain it).

@@ -58,11 +58,21 @@ impl EngineId {
 
     /// As [`EngineId::new`], for a `&'static str` known to be valid; an
     /// invalid constant is a programming error and panics at startup.
-    pub fn named(name: &'static str) -> EngineId {
-        match Self::new(name) {
-            Ok(id) => id,
-            Err(e) => panic!("invalid engine name constant {name:?}: {e}"),
+    pub const fn named(name: &'static str) -> EngineId {
+        let b = name.as_bytes();
+        assert!(!b.is_empty() && b.len() <= MAX_NAME, "engine names are 1 to 31 bytes");
+        let mut bytes = [0u8; MAX_NAME];
+        let mut i = 0;
+        while i < b.len() {
+            bytes[i] = b[i];
+            i += 1;
         }
+        EngineId { len: b.len() as u8, bytes }
+    }
+
+    /// Whether the name is reserved for the library (starts with `$`).
+    pub fn is_reserved(&self) -> bool {
+        self.bytes[0] == b'$'
     }
 
     fn from_bytes(b: &[u8]) -> Result<EngineId, BadName> {

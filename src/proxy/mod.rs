@@ -276,6 +276,9 @@ pub enum ProxyEvent {
     },
     /// A link became usable (HELLO received).
     LinkUp(LinkId),
+    /// The remote's HELLO names a new process incarnation: the process we
+    /// knew restarted (state kept for it, such as RPC sessions, is gone).
+    PeerRestarted,
     /// The current link went away.
     LinkDown(LinkId),
     /// A newer advert of the remote was accepted.
@@ -932,6 +935,9 @@ impl NodeProxy {
     fn on_hello(&mut self, inc: u64, rx_inc: u64, rx_next: u64, floor: u64, now: u64) -> Result<(), FrameError> {
         // Receiving side: a new incarnation of the remote numbers from 1.
         if inc != self.rx_peer_inc {
+            if self.rx_peer_inc != 0 {
+                self.events.push_back(ProxyEvent::PeerRestarted);
+            }
             self.rx_peer_inc = inc;
             self.rx_next = 1;
             self.refusal_log.clear();

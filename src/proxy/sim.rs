@@ -314,7 +314,10 @@ impl Sim {
                         let prev = self.outcomes.insert(id, outcome);
                         assert!(prev.is_none(), "second outcome for {id:?}: {prev:?} then {outcome:?}");
                     }
-                    ProxyEvent::LinkUp(_) | ProxyEvent::LinkDown(_) | ProxyEvent::Advert(_) => {}
+                    ProxyEvent::LinkUp(_)
+                    | ProxyEvent::LinkDown(_)
+                    | ProxyEvent::Advert(_)
+                    | ProxyEvent::PeerRestarted => {}
                 }
             }
         }

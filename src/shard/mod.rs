@@ -23,6 +23,7 @@
 //! the shard awaits when idle.
 
 mod conn;
+mod rpc;
 mod wake;
 
 use std::cell::{Cell, RefCell};
@@ -53,6 +54,9 @@ use crate::proxy::{
 };
 use crate::wire::Message;
 
+use rpc::RpcState;
+pub(crate) use rpc::{CallCmd, Either as CallHandle, call_via_inbox};
+pub use rpc::{PendingCall, Request, Responder, ResponseStream, Service, ServiceFn, StreamError, service_fn};
 use wake::EventWake;
 pub(crate) use wake::Notify;
 
@@ -77,10 +81,30 @@ pub(crate) fn wall_ms() -> u64 {
 
 /// A command from the node handle.
 pub(crate) enum Command {
-    Send { to: NodeId, id: MsgId, msg: EngineMsg, prefs: TransportPrefs, expiry_ms: u64, notify: bool },
-    Peer { id: NodeId, addr: Address, permanence: Permanence },
-    Permanence { id: NodeId, permanence: Permanence },
-    Shutdown { deadline_ms: u64 },
+    Send {
+        to: NodeId,
+        id: MsgId,
+        msg: EngineMsg,
+        prefs: TransportPrefs,
+        expiry_ms: u64,
+        notify: bool,
+    },
+    Peer {
+        id: NodeId,
+        addr: Address,
+        permanence: Permanence,
+    },
+    Permanence {
+        id: NodeId,
+        permanence: Permanence,
+    },
+    Shutdown {
+        deadline_ms: u64,
+    },
+    /// An RPC call for a server node this shard owns.
+    Call(Box<CallCmd>),
+    /// A stream consumer took items or went away.
+    RpcPoke,
 }
 
 pub(crate) type Inbox = wake::Inbox<Command>;
@@ -90,6 +114,7 @@ pub(crate) enum Cross {
     Send { to: NodeId, out: Outgoing },
     Outcome { origin: u64, id: MsgId, outcome: Outcome, returned: Option<Box<EngineMsg>> },
     Adopt { fd: RawFd, est: Box<Established>, leftover: Bytes },
+    Call(Box<CallCmd>),
 }
 
 type Batch = Vec<Cross>;
@@ -104,6 +129,16 @@ pub(crate) struct NodeShared {
     pub epoch: Instant,
     pub events: Sender<NodeEvent>,
     pub next_dial_seed: AtomicU64,
+    pub inboxes: Vec<Inbox>,
+    pub rpc_client_calls: Arc<crate::rpc::Budget>,
+    pub rpc_sessions: Arc<crate::rpc::Budget>,
+    pub rpc_calls: Arc<crate::rpc::Budget>,
+}
+
+impl NodeShared {
+    pub fn inboxes(&self) -> &[Inbox] {
+        &self.inboxes
+    }
 }
 
 /// What a shard reports when it stops.
@@ -144,6 +179,7 @@ enum Work {
     Deliver { engine: usize, from: NodeId, msg: EngineMsg },
     Outcome { engine: usize, id: MsgId, outcome: Outcome, returned: Option<Box<EngineMsg>> },
     Link { node: NodeId, up: bool },
+    Rpc { from: NodeId, sender: EngineId, msg: Message },
 }
 
 struct EngineSlot {
@@ -185,6 +221,7 @@ pub(crate) struct Shard {
     /// connection can queue on it (with SO_REUSEPORT a lingering listener
     /// would take connections meant for a restarted node).
     listen_fd: Cell<Option<RawFd>>,
+    rpc: RpcState,
 }
 
 /// What engines see of their shard: send as this engine, read the clock.
@@ -235,6 +272,32 @@ impl ShardCtx {
     pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + 'static) {
         glommio::spawn_local(fut).detach();
     }
+
+    /// Calls `method` of `service` on node `to`; fails with
+    /// [`RpcError::DeadlineExceeded`](crate::rpc::RpcError) if no answer
+    /// comes within `deadline`. The request leaves at once; await the
+    /// result.
+    pub fn call(&self, to: NodeId, service: &str, method: u32, payload: Bytes, deadline: Duration) -> PendingCall {
+        let deadline_ms = self.shard.now() + deadline.as_millis() as u64;
+        let cmd =
+            |reply| CallCmd { to, service: service.to_string(), method, payload, deadline_ms, window: None, reply };
+        self.shard.rpc_call_local(to, cmd, None).unary()
+    }
+
+    /// As [`ShardCtx::call`], for a method that answers with a stream.
+    pub fn call_streaming(
+        &self,
+        to: NodeId,
+        service: &str,
+        method: u32,
+        payload: Bytes,
+        deadline: Duration,
+    ) -> ResponseStream {
+        let deadline_ms = self.shard.now() + deadline.as_millis() as u64;
+        let window = Some(self.shard.cfg.rpc.stream_window);
+        let cmd = |reply| CallCmd { to, service: service.to_string(), method, payload, deadline_ms, window, reply };
+        self.shard.rpc_call_local(to, cmd, window).stream()
+    }
 }
 
 /// Writes proxy frames into a link's records.
@@ -267,6 +330,10 @@ impl Deliver for Router<'_> {
         let s = self.shard;
         if s.stopping.get() {
             return Err(RefuseReason::ShuttingDown);
+        }
+        if msg.target == crate::rpc::RPC_ENGINE {
+            s.work.borrow_mut().push_back(Work::Rpc { from, sender: msg.sender, msg: msg.msg });
+            return Ok(());
         }
         if let Some(&engine) = s.engine_index.get(&msg.target) {
             s.counts.borrow_mut()[engine].received += 1;
@@ -453,6 +520,10 @@ impl Shard {
                 self.push_event(NodeEvent::LinkDown(id));
                 self.work.borrow_mut().push_back(Work::Link { node: id, up: false });
             }
+            ProxyEvent::PeerRestarted => {
+                self.push_event(NodeEvent::PeerRestarted(id));
+                self.rpc_peer_restarted(id);
+            }
             ProxyEvent::Advert(a) => {
                 if let Ok(mut m) = self.shared.adverts.write() {
                     m.insert(id, a.clone());
@@ -472,6 +543,13 @@ impl Shard {
         notify: bool,
         returned: Option<Box<EngineMsg>>,
     ) {
+        if let Some(tag) = crate::rpc::Tag::from_origin(origin) {
+            if outcome != Outcome::Delivered {
+                self.rpc_undelivered(remote, tag, outcome);
+                self.rpc_flush();
+            }
+            return;
+        }
         let (shard, engine) = split_origin(origin);
         {
             let mut counts = self.counts.borrow_mut();
@@ -547,6 +625,7 @@ impl Shard {
                         slot.engine.borrow_mut().on_link(&ctx, node, up);
                     }
                 }
+                Work::Rpc { from, sender, msg } => self.rpc_on_message(from, sender, msg),
             }
         }
         self.dispatching.set(false);
@@ -571,6 +650,7 @@ impl Shard {
                 let stream = unsafe { TcpStream::from_raw_fd(fd) };
                 self.adopt(stream, *est, leftover);
             }
+            Cross::Call(c) => self.rpc_call(*c),
         }
     }
 
@@ -615,6 +695,8 @@ impl Shard {
                     glommio::spawn_local(self.clone().shutdown(deadline_ms)).detach();
                 }
             }
+            Command::Call(c) => self.rpc_call(*c),
+            Command::RpcPoke => self.rpc_poll_streams(),
         }
     }
 
@@ -906,6 +988,9 @@ impl Shard {
             }
             self.drive(*id);
         }
+        // Calls still waiting for answers end now.
+        self.rpc.client.borrow_mut().shutdown();
+        self.rpc_flush();
         self.dispatch();
         // Close every link (GOODBYE already sent where the proxy got to it).
         for s in self.links.borrow_mut().values_mut() {
@@ -948,6 +1033,7 @@ struct ShardInit {
     wake: Arc<EventWake>,
     engines: Vec<(EngineId, EngineFactory)>,
     external: Vec<EngineId>,
+    services: Vec<(String, crate::node::ServiceFactory)>,
     metrics: Arc<ShardMetrics>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 }
@@ -958,6 +1044,18 @@ async fn run(init: ShardInit) -> ShardReport {
         init.engines.iter().map(|(id, f)| EngineSlot { id: *id, engine: RefCell::new(f(&info)) }).collect();
     let engine_index = engines.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
     let n_engines = engines.len();
+    let services: HashMap<String, Rc<dyn Service>> =
+        init.services.iter().map(|(name, f)| (name.clone(), f(&info))).collect();
+    let rpc = RpcState::new(
+        crate::rpc::ClientTable::new(init.cfg.rpc.clone(), init.cfg.wire, init.shared.rpc_client_calls.clone()),
+        crate::rpc::ServerTable::new(
+            init.cfg.rpc.clone(),
+            init.cfg.wire,
+            init.shared.rpc_sessions.clone(),
+            init.shared.rpc_calls.clone(),
+        ),
+        services,
+    );
     let shard = Rc::new(Shard {
         index: init.index,
         count: init.count,
@@ -988,6 +1086,7 @@ async fn run(init: ShardInit) -> ShardReport {
         done: Notify::default(),
         frames: RefCell::new(Vec::new()),
         listen_fd: Cell::new(init.listener),
+        rpc,
     });
     // Cross-shard channels: every end connects concurrently (each waits for its peer).
     for rx in init.mesh_rx {
@@ -1007,6 +1106,7 @@ async fn run(init: ShardInit) -> ShardReport {
     *shard.mesh.borrow_mut() = connected;
     glommio::spawn_local(shard.clone().mesh_task()).detach();
     glommio::spawn_local(shard.clone().timer_task()).detach();
+    glommio::spawn_local(shard.clone().rpc_timer_task()).detach();
     glommio::spawn_local(shard.clone().inbox_task(init.inbox, init.wake)).detach();
     if let Some(fd) = init.listener {
         // SAFETY: a listening socket created for this shard in `start`.
@@ -1052,8 +1152,18 @@ pub(crate) fn start(
     cfg: NodeConfig,
     engines: Vec<(EngineId, EngineFactory)>,
     external: Vec<EngineId>,
+    services: Vec<(String, crate::node::ServiceFactory)>,
 ) -> Result<NodeHandle, StartError> {
     let n = cfg.shards.resolve();
+    // The handle's (and stream consumers') ways into each shard.
+    let mut inboxes = Vec::with_capacity(n);
+    let mut inbox_ends = Vec::with_capacity(n);
+    for i in 0..n {
+        let (inbox, rx, wake) =
+            Inbox::new(cfg.inbox_capacity).map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
+        inboxes.push(inbox);
+        inbox_ends.push((rx, wake));
+    }
     let accepting: Vec<usize> = match &cfg.listen_shards {
         crate::node::ListenShards::All => (0..n).collect(),
         crate::node::ListenShards::Only(v) => {
@@ -1097,6 +1207,10 @@ pub(crate) fn start(
         epoch,
         events: events_tx,
         next_dial_seed: AtomicU64::new(created),
+        inboxes: inboxes.clone(),
+        rpc_client_calls: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_client_calls)),
+        rpc_sessions: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_sessions)),
+        rpc_calls: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_calls)),
     });
     let cfg = Arc::new(cfg);
     // The mesh: one bounded channel per ordered pair of shards.
@@ -1111,15 +1225,11 @@ pub(crate) fn start(
             }
         }
     }
-    let mut inboxes = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n);
     let mut metrics = Vec::with_capacity(n);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
-    for (i, (mesh_tx, mesh_rx)) in tx.into_iter().zip(rx).enumerate() {
-        let (inbox, inbox_rx, wake) =
-            Inbox::new(cfg.inbox_capacity).map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
-        inboxes.push(inbox);
+    for (i, ((mesh_tx, mesh_rx), (inbox_rx, wake))) in tx.into_iter().zip(rx).zip(inbox_ends).enumerate() {
         let m = Arc::new(ShardMetrics::default());
         metrics.push(m.clone());
         let init = ShardInit {
@@ -1135,6 +1245,7 @@ pub(crate) fn start(
             wake,
             engines: engines.clone(),
             external: external.clone(),
+            services: services.clone(),
             metrics: m,
             ready: ready_tx.clone(),
         };
@@ -1175,6 +1286,7 @@ pub(crate) fn start(
             default_expiry: cfg.default_expiry,
             epoch,
             shutdown_timeout: cfg.shutdown_timeout,
+            rpc_window: cfg.rpc.stream_window,
         }),
     })
 }

@@ -92,6 +92,12 @@ pub(crate) struct Inbox<T> {
     wake: Arc<EventWake>,
 }
 
+impl<T> Clone for Inbox<T> {
+    fn clone(&self) -> Self {
+        Inbox { tx: self.tx.clone(), wake: self.wake.clone() }
+    }
+}
+
 impl<T> Inbox<T> {
     pub fn new(capacity: usize) -> std::io::Result<(Inbox<T>, Receiver<T>, Arc<EventWake>)> {
         let (tx, rx) = crossbeam_channel::bounded(capacity);

@@ -247,6 +247,45 @@ impl MultiCell {
     }
 }
 
+impl MultiCell {
+    /// The bytes of a Blob or String child, leaf or tree: a view when the
+    /// data is one leaf, otherwise the leaves joined in order. `None` for
+    /// other types, and when a leaf is missing from the message (partial).
+    pub fn blob(&self, child: &cell::Child) -> Option<Bytes> {
+        let c = self.resolve(child)?;
+        let t = c.tag();
+        if t != cell::tag::BLOB && t != cell::tag::STRING {
+            return None;
+        }
+        if let Some(leaf) = c.as_blob_leaf().or_else(|| c.as_string_leaf()) {
+            return Some(leaf);
+        }
+        let (n, _) = super::vlq::decode(&c.encoding()[1..]).ok()?;
+        let mut out = bytes::BytesMut::with_capacity(usize::try_from(n).ok()?.min(self.data.len()));
+        self.append_blob(&c, &mut out, 0)?;
+        (out.len() as u64 == n).then(|| out.freeze())
+    }
+
+    fn append_blob(&self, c: &Cell, out: &mut bytes::BytesMut, depth: u32) -> Option<()> {
+        // A blob tree of 2^63 bytes is 13 levels deep.
+        if depth > 16 {
+            return None;
+        }
+        if let Some(leaf) = c.as_blob_leaf() {
+            out.extend_from_slice(&leaf);
+            return Some(());
+        }
+        for ch in c.children() {
+            let child = self.resolve(&ch)?;
+            if child.tag() != cell::tag::BLOB {
+                return None;
+            }
+            self.append_blob(&child, out, depth + 1)?;
+        }
+        Some(())
+    }
+}
+
 /// Writes a multi-cell encoding: the top cell, then each branch with its
 /// VLQ length. The caller supplies valid cells (e.g. from the encoder).
 pub fn write_multicell<'a>(out: &mut impl BufMut, top: &[u8], branches: impl IntoIterator<Item = &'a [u8]>) {

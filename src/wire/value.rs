@@ -110,6 +110,10 @@ pub enum EncodeError {
     /// A Ref cannot be the top cell.
     #[error("a Ref cannot be the top cell")]
     RefAtTop,
+    /// The encoding breaks the codec's own limits when read back (for
+    /// example more branch cells than `max_branches`).
+    #[error("the encoding exceeds the codec limits: {0}")]
+    Limits(super::error::DecodeError),
 }
 
 /// An encoded value: the top cell and its branch cells (each once, children
