@@ -132,6 +132,8 @@ struct CallCtl {
     credit_wake: Notify,
     /// The final response has been sent (or must not be).
     answered: Cell<bool>,
+    /// The server's own deadline stopped the call.
+    timed_out: Cell<bool>,
 }
 
 /// How a handler answers one call.
@@ -632,36 +634,26 @@ impl Shard {
         };
         let shard = self.clone();
         glommio::spawn_local(async move {
-            enum End {
-                Done,
-                Deadline,
-                Cancelled,
-            }
             let start = shard.now();
             if start >= deadline_ms {
                 // Too late to start: answer without running the handler.
-                drop(out);
                 shard.rpc_deadline(&ctl, key);
+                drop(out);
             } else {
-                let handler = async {
-                    svc.handle(req, out).await;
-                    End::Done
-                };
+                let handler = svc.handle(req, out);
+                // The awaited race is dropped (with the handler and its
+                // Responder) before its result is looked at, so the deadline
+                // branch answers from inside.
                 let deadline = async {
                     glommio::timer::sleep(Duration::from_millis(deadline_ms - start)).await;
-                    End::Deadline
+                    shard.rpc_deadline(&ctl, key);
                 };
-                let cancel = async {
-                    ctl.cancel_wake.wait().await;
-                    End::Cancelled
-                };
-                match futures_lite::future::or(handler, futures_lite::future::or(deadline, cancel)).await {
-                    End::Done => {}
-                    End::Deadline => shard.rpc_deadline(&ctl, key),
-                    End::Cancelled => {
-                        ctl.answered.set(true);
-                        shard.metrics.add(Metric::rpc_server_cancelled, 1);
-                    }
+                let cancel = ctl.cancel_wake.wait();
+                futures_lite::future::or(handler, futures_lite::future::or(deadline, cancel)).await;
+                if ctl.cancelled.get() && !ctl.timed_out.get() {
+                    // Stopped by the client (its cancel, or its deadline).
+                    ctl.answered.set(true);
+                    shard.metrics.add(Metric::rpc_server_cancelled, 1);
                 }
             }
             shard.rpc.calls.borrow_mut().remove(&key);
@@ -672,8 +664,12 @@ impl Shard {
     }
 
     fn rpc_deadline(self: &Rc<Self>, ctl: &CallCtl, key: (NodeId, u32, u32)) {
+        if ctl.cancelled.get() {
+            return; // the client's cancel stops it
+        }
+        ctl.timed_out.set(true);
         self.metrics.add(Metric::rpc_server_deadline, 1);
-        if !ctl.answered.replace(true) && !ctl.cancelled.get() {
+        if !ctl.answered.replace(true) {
             let expiry = self.now() + 1000;
             self.rpc_respond(key.0, key.1, key.2, Status::DEADLINE_EXCEEDED, msg::FLAG_FIN, Bytes::new(), expiry);
         }
