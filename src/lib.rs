@@ -7,6 +7,7 @@
 //! - [`node`]: the public API: Node builder, handles, engines, metrics.
 //! - `shard`: glommio executors, sockets, cross-shard mesh (the only IO).
 //! - [`rpc`]: request/response sessions, deadlines, streams (pure).
+//! - [`peer`]: CAD015 peer messages: cell store, partial messages (pure).
 //! - [`proxy`]: one state machine per remote node: queues, seqs, acks (pure).
 //! - [`handshake`]: identities, Noise IK handshake, AES-256-GCM records (pure).
 //! - [`wire`]: VLQ, CAD3 cells, multi-cell messages, stream frames (pure).
@@ -17,6 +18,7 @@
 
 pub mod handshake;
 pub mod node;
+pub mod peer;
 pub mod proxy;
 pub mod rpc;
 mod shard;

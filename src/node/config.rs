@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::handshake::{HandshakeConfig, NodeId};
+use crate::peer::PeerMsgConfig;
 use crate::proxy::{Permanence, ProxyConfig};
 use crate::rpc::RpcConfig;
 use crate::wire::WireConfig;
@@ -122,6 +123,9 @@ pub struct NodeConfig {
     pub shutdown_timeout: Duration,
     /// RPC limits and timings (see [`RpcConfig`]).
     pub rpc: RpcConfig,
+    /// Peer-message limits: cell store, partial messages, belief rate
+    /// (see [`PeerMsgConfig`]).
+    pub peer_msgs: PeerMsgConfig,
 }
 
 impl Default for NodeConfig {
@@ -147,6 +151,7 @@ impl Default for NodeConfig {
             io: IoMode::Glommio,
             shutdown_timeout: Duration::from_secs(5),
             rpc: RpcConfig::default(),
+            peer_msgs: PeerMsgConfig::default(),
         }
     }
 }

@@ -71,6 +71,17 @@ metrics! {
     rpc_server_cancelled: "counter", "Server calls the client cancelled.";
     rpc_responses_undelivered: "counter", "Server responses that could not be delivered (expired, link lost).";
     rpc_malformed: "counter", "RPC messages received that failed to decode.";
+    peer_requests_in: "counter", "QUERY, TRANSACT and STATUS requests handed to the peer handler.";
+    peer_load_shed: "counter", "Requests answered with a :LOAD RESULT (over max_pending_requests).";
+    peer_tx_duplicate: "counter", "TRANSACTs refused as duplicates.";
+    peer_tx_rejected: "counter", "TRANSACTs the validation hook rejected.";
+    peer_beliefs_in: "counter", "Beliefs delivered to the merge handler.";
+    peer_beliefs_duplicate: "counter", "Beliefs not delivered again (same value ID).";
+    peer_beliefs_dropped: "counter", "Beliefs dropped over the belief rate.";
+    peer_partial_completed: "counter", "Partial messages completed through the store or MISSING_DATA.";
+    peer_partial_failed: "counter", "Partial messages dropped (cell absent, timeout, limits).";
+    peer_missing_data_in: "counter", "MISSING_DATA requests answered.";
+    peer_store_bytes: "gauge", "Bytes held by this shard's cell store.";
 }
 
 /// Number of metrics.

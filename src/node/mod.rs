@@ -42,9 +42,10 @@ use crate::handshake::{Identity, NodeId};
 use crate::proxy::{Address, EngineId, EngineMsg, MailboxId, MsgId, NodeAdvert, Outcome, Permanence, TransportPrefs};
 use crate::shard;
 pub use crate::shard::{
-    PendingCall, Request, Responder, ResponseStream, Service, ServiceFn, ShardCtx, StreamError, service_fn,
+    PeerError, PeerHandler, PeerRequest, PeerResult, PendingCall, PendingResult, Rejection, Request, Responder,
+    ResponseStream, ResultReply, Service, ServiceFn, ShardCtx, StreamError, service_fn,
 };
-use crate::wire::Message;
+use crate::wire::{EncodeError, Message, MessageType, Value, ValueId, encode_partial};
 
 /// The shard that owns the node proxy for `id` among `shards`: a stable
 /// function of the NodeId (the first 8 bytes of the key, which is uniform).
@@ -108,6 +109,18 @@ impl SendError {
     }
 }
 
+/// Why a peer message was not sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerSendError {
+    /// The value could not be encoded.
+    #[error("cannot encode the value: {0}")]
+    Encode(#[from] EncodeError),
+    /// The send was not accepted.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
 /// What threads outside the shards receive.
 #[derive(Debug, Clone)]
 pub enum NodeEvent {
@@ -162,6 +175,9 @@ pub trait Engine: 'static {
 /// Creates an engine instance for one shard.
 pub type EngineFactory = Arc<dyn Fn(&ShardInfo) -> Box<dyn Engine> + Send + Sync>;
 
+/// Creates the peer-message handler for one shard.
+pub type PeerHandlerFactory = Arc<dyn Fn(&ShardInfo) -> Rc<dyn PeerHandler> + Send + Sync>;
+
 /// Creates a service instance for one shard.
 pub type ServiceFactory = Arc<dyn Fn(&ShardInfo) -> Rc<dyn Service> + Send + Sync>;
 
@@ -183,6 +199,7 @@ pub struct NodeBuilder {
     engines: Vec<(EngineId, EngineFactory)>,
     external: Vec<EngineId>,
     services: Vec<(String, ServiceFactory)>,
+    peer_handler: Option<PeerHandlerFactory>,
 }
 
 /// Why a node did not start.
@@ -233,6 +250,7 @@ impl Node {
             engines: Vec::new(),
             external: Vec::new(),
             services: Vec::new(),
+            peer_handler: None,
         }
     }
 }
@@ -309,6 +327,20 @@ impl NodeBuilder {
         self
     }
 
+    /// Registers the handler of the CAD015 peer messages (QUERY, TRANSACT,
+    /// STATUS, BELIEF): `factory` runs once per shard. Without one, the
+    /// node answers requests with `:UNSUPPORTED` and ignores beliefs.
+    pub fn peer_handler<H: PeerHandler>(mut self, factory: impl Fn(&ShardInfo) -> H + Send + Sync + 'static) -> Self {
+        self.peer_handler = Some(Arc::new(move |info| Rc::new(factory(info))));
+        self
+    }
+
+    /// A peer whose beliefs are served first under load (repeatable).
+    pub fn trusted(mut self, id: NodeId) -> Self {
+        self.cfg.peer_msgs.trusted.insert(id);
+        self
+    }
+
     /// Starts the shards; returns once every shard listens and runs.
     pub fn start(self) -> Result<NodeHandle, StartError> {
         let identity = self.identity.ok_or(StartError::NoIdentity)?;
@@ -327,7 +359,7 @@ impl NodeBuilder {
                 return Err(StartError::BadService(name.clone()));
             }
         }
-        shard::start(identity, self.cfg, self.engines, self.external, self.services)
+        shard::start(identity, self.cfg, self.engines, self.external, self.services, self.peer_handler)
     }
 }
 
@@ -401,6 +433,7 @@ pub(crate) struct HandleInner {
     pub epoch: Instant,
     pub shutdown_timeout: Duration,
     pub rpc_window: u32,
+    pub wire: crate::wire::WireConfig,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -439,6 +472,18 @@ impl NodeHandle {
         msg: Message,
         opts: SendOptions,
     ) -> Result<MsgId, SendError> {
+        self.send_with_cells(to, sender, target, msg, opts, Vec::new())
+    }
+
+    fn send_with_cells(
+        &self,
+        to: NodeId,
+        sender: EngineId,
+        target: EngineId,
+        msg: Message,
+        opts: SendOptions,
+        cells: shard::Cells,
+    ) -> Result<MsgId, SendError> {
         let engine_msg = EngineMsg { sender, target, mailbox: opts.mailbox, msg };
         if self.inner.stopped.load(Ordering::Relaxed) {
             return Err(SendError::ShuttingDown(Box::new(engine_msg)));
@@ -456,6 +501,7 @@ impl NodeHandle {
             prefs: opts.prefs,
             expiry_ms,
             notify: opts.notify_delivered,
+            cells,
         };
         let owner = shard_of(&to, self.inner.shards);
         match self.inner.inboxes[owner].send(cmd) {
@@ -505,6 +551,43 @@ impl NodeHandle {
         let cmd =
             |reply| shard::CallCmd { to, service: service.to_string(), method, payload, deadline_ms, window, reply };
         shard::call_via_inbox(inbox, cmd, window)
+    }
+
+    /// Sends a peer message (BELIEF, or any type) of `value` from `$peer`
+    /// to `$peer` on node `to`, leaving out the branch cells `omit` selects
+    /// (see [`ShardCtx::send_peer`]).
+    pub fn send_peer(
+        &self,
+        to: NodeId,
+        ty: MessageType,
+        value: &Value,
+        omit: impl Fn(&ValueId) -> bool,
+        opts: SendOptions,
+    ) -> Result<MsgId, PeerSendError> {
+        let (msg, cells) = encode_partial(ty, value, &self.inner.wire, omit)?;
+        let peer = crate::peer::PEER_ENGINE;
+        Ok(self.send_with_cells(to, peer, peer, msg, opts, cells)?)
+    }
+
+    /// Sends a QUERY of `query` to node `to`; `.wait()` for the RESULT.
+    pub fn query(&self, to: NodeId, query: Value, deadline: Duration) -> PendingResult {
+        self.peer_request(to, MessageType::Query, Some(query), deadline)
+    }
+
+    /// Sends a TRANSACT of `tx` to node `to`.
+    pub fn transact(&self, to: NodeId, tx: Value, deadline: Duration) -> PendingResult {
+        self.peer_request(to, MessageType::Transact, Some(tx), deadline)
+    }
+
+    /// Sends a STATUS request to node `to`.
+    pub fn status(&self, to: NodeId, deadline: Duration) -> PendingResult {
+        self.peer_request(to, MessageType::Status, None, deadline)
+    }
+
+    fn peer_request(&self, to: NodeId, ty: MessageType, body: Option<Value>, deadline: Duration) -> PendingResult {
+        let deadline_ms = self.now_ms() + deadline.as_millis() as u64;
+        let inbox = &self.inner.inboxes[shard_of(&to, self.inner.shards)];
+        shard::peer_call_via_inbox(inbox, |reply| shard::PeerCallCmd { to, ty, body, deadline_ms, reply })
     }
 
     /// The event queue (bounded; drain it).

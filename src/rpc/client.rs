@@ -408,7 +408,7 @@ impl<C: Completion> ClientTable<C> {
                 };
                 self.end(to, rid, Err(e));
             }
-            Tag::Response(_) | Tag::Other => {}
+            Tag::Response(_) | Tag::Peer(_) | Tag::Other => {}
         }
     }
 

@@ -268,6 +268,8 @@ pub enum Tag {
     Request(u32),
     /// A server's response to this request ID.
     Response(u32),
+    /// A peer request (QUERY / TRANSACT / STATUS) with this message ID.
+    Peer(u32),
     /// Anything else (replies, controls): failures need no action.
     Other,
 }
@@ -282,6 +284,7 @@ impl Tag {
             Tag::Request(r) => (2, r),
             Tag::Response(r) => (3, r),
             Tag::Other => (4, 0),
+            Tag::Peer(i) => (5, i),
         };
         TAG_BIT | (k << 32) | u64::from(v)
     }
@@ -296,6 +299,7 @@ impl Tag {
             1 => Tag::Session(v),
             2 => Tag::Request(v),
             3 => Tag::Response(v),
+            5 => Tag::Peer(v),
             _ => Tag::Other,
         })
     }

@@ -23,6 +23,7 @@
 //! the shard awaits when idle.
 
 mod conn;
+mod peer;
 mod rpc;
 mod wake;
 
@@ -44,16 +45,19 @@ use glommio::{GlommioError, LocalExecutorBuilder, ResourceType};
 
 use crate::handshake::{Established, Identity, Link, NodeId, ReplayGuard};
 use crate::node::{
-    Engine, EngineCounts, EngineFactory, HandleInner, Metric, NodeConfig, NodeEvent, NodeHandle, Placement, SendError,
-    SendOptions, ShardInfo, ShardMetrics, ShutdownReport, StartError, shard_of,
+    Engine, EngineCounts, EngineFactory, HandleInner, Metric, NodeConfig, NodeEvent, NodeHandle, PeerSendError,
+    Placement, SendError, SendOptions, ShardInfo, ShardMetrics, ShutdownReport, StartError, shard_of,
 };
 use crate::proxy::{
     self, Address, Deliver, DialFailure, EngineId, EngineMsg, FrameSink, LinkDecision, LinkId, LinkInfo, MsgId,
     NodeAdvert, NodeProxy, NotQueued, Outcome, Outgoing, Permanence, ProxyEvent, ProxyStats, RefuseReason,
     TransportPrefs,
 };
-use crate::wire::Message;
+use crate::wire::{Message, MessageType, Value, ValueId, encode_partial};
 
+use peer::PeerState;
+pub(crate) use peer::{PeerCallCmd, call_via_inbox as peer_call_via_inbox};
+pub use peer::{PeerError, PeerHandler, PeerRequest, PeerResult, PendingResult, Rejection, ResultReply};
 use rpc::RpcState;
 pub(crate) use rpc::{CallCmd, Either as CallHandle, call_via_inbox};
 pub use rpc::{PendingCall, Request, Responder, ResponseStream, Service, ServiceFn, StreamError, service_fn};
@@ -88,6 +92,9 @@ pub(crate) enum Command {
         prefs: TransportPrefs,
         expiry_ms: u64,
         notify: bool,
+        /// Branch cells of the message's value for the owner's cell store
+        /// (peer messages; empty otherwise).
+        cells: Cells,
     },
     Peer {
         id: NodeId,
@@ -105,16 +112,25 @@ pub(crate) enum Command {
     Call(Box<CallCmd>),
     /// A stream consumer took items or went away.
     RpcPoke,
+    /// A QUERY / TRANSACT / STATUS for a node this shard owns.
+    PeerCall(Box<PeerCallCmd>),
 }
 
 pub(crate) type Inbox = wake::Inbox<Command>;
 
+/// Branch cells by value ID.
+pub(crate) type Cells = Vec<(crate::wire::ValueId, Bytes)>;
+
 /// Work that crosses shards.
+// Send is by far the most frequent variant: boxing it would add an
+// allocation per cross-shard message to save space in rare ones.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Cross {
-    Send { to: NodeId, out: Outgoing },
+    Send { to: NodeId, out: Outgoing, cells: Cells },
     Outcome { origin: u64, id: MsgId, outcome: Outcome, returned: Option<Box<EngineMsg>> },
     Adopt { fd: RawFd, est: Box<Established>, leftover: Bytes },
     Call(Box<CallCmd>),
+    PeerCall(Box<PeerCallCmd>),
 }
 
 type Batch = Vec<Cross>;
@@ -133,6 +149,8 @@ pub(crate) struct NodeShared {
     pub rpc_client_calls: Arc<crate::rpc::Budget>,
     pub rpc_sessions: Arc<crate::rpc::Budget>,
     pub rpc_calls: Arc<crate::rpc::Budget>,
+    pub tx_seen: Mutex<crate::peer::RecentIds>,
+    pub beliefs_seen: Mutex<crate::peer::RecentIds>,
 }
 
 impl NodeShared {
@@ -180,6 +198,7 @@ enum Work {
     Outcome { engine: usize, id: MsgId, outcome: Outcome, returned: Option<Box<EngineMsg>> },
     Link { node: NodeId, up: bool },
     Rpc { from: NodeId, sender: EngineId, msg: Message },
+    Peer { from: NodeId, sender: EngineId, msg: Message },
 }
 
 struct EngineSlot {
@@ -222,6 +241,7 @@ pub(crate) struct Shard {
     /// would take connections meant for a restarted node).
     listen_fd: Cell<Option<RawFd>>,
     rpc: RpcState,
+    peer: PeerState,
 }
 
 /// What engines see of their shard: send as this engine, read the clock.
@@ -254,7 +274,45 @@ impl ShardCtx {
     /// Sends `msg` to engine `target` on node `to`, as this engine.
     pub fn send(&self, to: NodeId, target: EngineId, msg: Message, opts: SendOptions) -> Result<MsgId, SendError> {
         let sender = self.shard.engines[self.engine].id;
-        self.shard.send_from(self.engine, to, EngineMsg { sender, target, mailbox: opts.mailbox, msg }, opts)
+        let m = EngineMsg { sender, target, mailbox: opts.mailbox, msg };
+        self.shard.send_from(self.engine, to, m, opts, Vec::new())
+    }
+
+    /// Sends a peer message (BELIEF, or any type) of `value` to `$peer` on
+    /// node `to`, leaving out the branch cells `omit` selects (the peer
+    /// holds them; it asks for any it lacks with MISSING_DATA, which this
+    /// node answers from its cell store).
+    pub fn send_peer(
+        &self,
+        to: NodeId,
+        ty: MessageType,
+        value: &Value,
+        omit: impl Fn(&ValueId) -> bool,
+        opts: SendOptions,
+    ) -> Result<MsgId, PeerSendError> {
+        let (msg, cells) = encode_partial(ty, value, &self.shard.cfg.wire, omit)?;
+        let m = EngineMsg { sender: crate::peer::PEER_ENGINE, target: crate::peer::PEER_ENGINE, mailbox: None, msg };
+        Ok(self.shard.send_from(self.engine, to, m, opts, cells)?)
+    }
+
+    /// Sends a QUERY of `query` to node `to`; the RESULT comes back.
+    pub fn query(&self, to: NodeId, query: Value, deadline: Duration) -> PendingResult {
+        self.peer_request(to, MessageType::Query, Some(query), deadline)
+    }
+
+    /// Sends a TRANSACT of `tx` to node `to`.
+    pub fn transact(&self, to: NodeId, tx: Value, deadline: Duration) -> PendingResult {
+        self.peer_request(to, MessageType::Transact, Some(tx), deadline)
+    }
+
+    /// Sends a STATUS request to node `to`.
+    pub fn status(&self, to: NodeId, deadline: Duration) -> PendingResult {
+        self.peer_request(to, MessageType::Status, None, deadline)
+    }
+
+    fn peer_request(&self, to: NodeId, ty: MessageType, body: Option<Value>, deadline: Duration) -> PendingResult {
+        let deadline_ms = self.shard.now() + deadline.as_millis() as u64;
+        self.shard.peer_call_local(|reply| PeerCallCmd { to, ty, body, deadline_ms, reply })
     }
 
     /// Sends `msg` back to the engine that sent `to_msg` from node `from`.
@@ -335,6 +393,10 @@ impl Deliver for Router<'_> {
             s.work.borrow_mut().push_back(Work::Rpc { from, sender: msg.sender, msg: msg.msg });
             return Ok(());
         }
+        if msg.target == crate::peer::PEER_ENGINE {
+            s.work.borrow_mut().push_back(Work::Peer { from, sender: msg.sender, msg: msg.msg });
+            return Ok(());
+        }
         if let Some(&engine) = s.engine_index.get(&msg.target) {
             s.counts.borrow_mut()[engine].received += 1;
             s.work.borrow_mut().push_back(Work::Deliver { engine, from, msg });
@@ -388,6 +450,7 @@ impl Shard {
         to: NodeId,
         msg: EngineMsg,
         opts: SendOptions,
+        cells: Cells,
     ) -> Result<MsgId, SendError> {
         if self.stopping.get() {
             return Err(SendError::ShuttingDown(Box::new(msg)));
@@ -407,6 +470,7 @@ impl Shard {
         );
         let owner = shard_of(&to, self.count);
         if owner == self.index {
+            self.keep_cells(cells);
             self.local_send(to, out).map_err(|e| match e {
                 proxy::SendError::Full(o) => SendError::Full(Box::new(o.msg)),
                 proxy::SendError::Refused(r, o) => SendError::Refused(r, Box::new(o.msg)),
@@ -416,10 +480,22 @@ impl Shard {
             if self.mesh_out.borrow()[owner].len() >= MESH_PENDING_MAX {
                 return Err(SendError::Full(Box::new(out.msg)));
             }
-            self.mesh_push(owner, Cross::Send { to, out });
+            self.mesh_push(owner, Cross::Send { to, out, cells });
         }
         self.counts.borrow_mut()[engine].sent += 1;
         Ok(id)
+    }
+
+    /// Keeps the cells of a peer message this node sends, so that it can
+    /// answer MISSING_DATA for the ones it left out.
+    fn keep_cells(&self, cells: Cells) {
+        if cells.is_empty() {
+            return;
+        }
+        let mut store = self.peer.store.borrow_mut();
+        for (id, c) in cells {
+            store.insert(id, c);
+        }
     }
 
     fn local_send(self: &Rc<Self>, to: NodeId, out: Outgoing) -> Result<(), proxy::SendError> {
@@ -434,7 +510,8 @@ impl Shard {
 
     /// A send that reached its owner shard from elsewhere (handle or shard):
     /// a refusal to queue becomes an outcome.
-    fn accept_send(self: &Rc<Self>, to: NodeId, out: Outgoing) {
+    fn accept_send(self: &Rc<Self>, to: NodeId, out: Outgoing, cells: Cells) {
+        self.keep_cells(cells);
         if let Err(e) = self.local_send(to, out) {
             let (reason, o) = match e {
                 proxy::SendError::Full(o) => (NotQueued::QueueFull, o),
@@ -626,6 +703,7 @@ impl Shard {
                     }
                 }
                 Work::Rpc { from, sender, msg } => self.rpc_on_message(from, sender, msg),
+                Work::Peer { from, sender, msg } => self.peer_on_message(from, sender, msg),
             }
         }
         self.dispatching.set(false);
@@ -639,7 +717,7 @@ impl Shard {
 
     fn handle_cross(self: &Rc<Self>, c: Cross) {
         match c {
-            Cross::Send { to, out } => self.accept_send(to, out),
+            Cross::Send { to, out, cells } => self.accept_send(to, out, cells),
             Cross::Outcome { origin, id, outcome, returned } => {
                 let (_, engine) = split_origin(origin);
                 self.work.borrow_mut().push_back(Work::Outcome { engine, id, outcome, returned });
@@ -651,12 +729,13 @@ impl Shard {
                 self.adopt(stream, *est, leftover);
             }
             Cross::Call(c) => self.rpc_call(*c),
+            Cross::PeerCall(c) => self.peer_call(*c),
         }
     }
 
     fn command(self: &Rc<Self>, cmd: Command) {
         match cmd {
-            Command::Send { to, id, msg, prefs, expiry_ms, notify } => {
+            Command::Send { to, id, msg, prefs, expiry_ms, notify, cells } => {
                 self.handle_counts.borrow_mut().sent += 1;
                 let out = Outgoing::new(id, origin_of(self.index, HANDLE), msg, prefs, expiry_ms, notify);
                 if self.stopping.get() {
@@ -670,7 +749,7 @@ impl Shard {
                     );
                     return;
                 }
-                self.accept_send(to, out);
+                self.accept_send(to, out, cells);
             }
             Command::Peer { id, addr, permanence } => {
                 let now = self.now();
@@ -697,6 +776,7 @@ impl Shard {
             }
             Command::Call(c) => self.rpc_call(*c),
             Command::RpcPoke => self.rpc_poll_streams(),
+            Command::PeerCall(c) => self.peer_call(*c),
         }
     }
 
@@ -990,6 +1070,7 @@ impl Shard {
         }
         // Calls still waiting for answers end now.
         self.rpc.client.borrow_mut().shutdown();
+        self.peer_shutdown();
         self.rpc_flush();
         self.dispatch();
         // Close every link (GOODBYE already sent where the proxy got to it).
@@ -1034,6 +1115,7 @@ struct ShardInit {
     engines: Vec<(EngineId, EngineFactory)>,
     external: Vec<EngineId>,
     services: Vec<(String, crate::node::ServiceFactory)>,
+    peer_handler: Option<crate::node::PeerHandlerFactory>,
     metrics: Arc<ShardMetrics>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 }
@@ -1087,6 +1169,10 @@ async fn run(init: ShardInit) -> ShardReport {
         frames: RefCell::new(Vec::new()),
         listen_fd: Cell::new(init.listener),
         rpc,
+        peer: PeerState::new(
+            init.peer_handler.as_ref().map_or_else(|| Rc::new(peer::NoHandler) as Rc<dyn PeerHandler>, |f| f(&info)),
+            &init.cfg,
+        ),
     });
     // Cross-shard channels: every end connects concurrently (each waits for its peer).
     for rx in init.mesh_rx {
@@ -1107,6 +1193,7 @@ async fn run(init: ShardInit) -> ShardReport {
     glommio::spawn_local(shard.clone().mesh_task()).detach();
     glommio::spawn_local(shard.clone().timer_task()).detach();
     glommio::spawn_local(shard.clone().rpc_timer_task()).detach();
+    glommio::spawn_local(shard.clone().peer_timer_task()).detach();
     glommio::spawn_local(shard.clone().inbox_task(init.inbox, init.wake)).detach();
     if let Some(fd) = init.listener {
         // SAFETY: a listening socket created for this shard in `start`.
@@ -1153,6 +1240,7 @@ pub(crate) fn start(
     engines: Vec<(EngineId, EngineFactory)>,
     external: Vec<EngineId>,
     services: Vec<(String, crate::node::ServiceFactory)>,
+    peer_handler: Option<crate::node::PeerHandlerFactory>,
 ) -> Result<NodeHandle, StartError> {
     let n = cfg.shards.resolve();
     // The handle's (and stream consumers') ways into each shard.
@@ -1211,6 +1299,8 @@ pub(crate) fn start(
         rpc_client_calls: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_client_calls)),
         rpc_sessions: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_sessions)),
         rpc_calls: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_calls)),
+        tx_seen: Mutex::new(crate::peer::RecentIds::new(cfg.peer_msgs.tx_dedup)),
+        beliefs_seen: Mutex::new(crate::peer::RecentIds::new(cfg.peer_msgs.belief_dedup)),
     });
     let cfg = Arc::new(cfg);
     // The mesh: one bounded channel per ordered pair of shards.
@@ -1246,6 +1336,7 @@ pub(crate) fn start(
             engines: engines.clone(),
             external: external.clone(),
             services: services.clone(),
+            peer_handler: peer_handler.clone(),
             metrics: m,
             ready: ready_tx.clone(),
         };
@@ -1287,6 +1378,7 @@ pub(crate) fn start(
             epoch,
             shutdown_timeout: cfg.shutdown_timeout,
             rpc_window: cfg.rpc.stream_window,
+            wire: cfg.wire,
         }),
     })
 }

@@ -760,6 +760,7 @@ impl Shard {
     pub(crate) fn rpc_undelivered(self: &Rc<Self>, to: NodeId, tag: Tag, outcome: Outcome) {
         match tag {
             Tag::Response(_) => self.metrics.add(Metric::rpc_responses_undelivered, 1),
+            Tag::Peer(id) => self.peer_undelivered(to, id, outcome),
             _ => self.rpc.client.borrow_mut().on_undelivered(self.now(), to, tag, outcome),
         }
     }

@@ -165,6 +165,42 @@ pub fn encode_message(ty: MessageType, v: &Value, cfg: &WireConfig) -> Result<By
     Ok(out.freeze())
 }
 
+/// Encodes a message of type `ty` leaving out the branch cells `omit`
+/// selects (the receiver holds them, or will ask for them with
+/// MISSING_DATA); cells reachable only through an omitted cell are left out
+/// too. Returns the (partial) message and every branch cell of the value,
+/// carried or not, so the sender can keep them to answer MISSING_DATA.
+pub fn encode_partial(
+    ty: MessageType,
+    v: &Value,
+    cfg: &WireConfig,
+    omit: impl Fn(&ValueId) -> bool,
+) -> Result<(Message, Vec<(ValueId, Bytes)>), EncodeError> {
+    let enc = encode(v, cfg)?;
+    let by_id: std::collections::HashMap<ValueId, &Bytes> = enc.branches.iter().map(|(id, b)| (*id, b)).collect();
+    let mut carried = std::collections::HashSet::new();
+    let top = Cell::from_validated(enc.top.clone());
+    let mut stack = top.refs();
+    while let Some(id) = stack.pop() {
+        if omit(&id) || carried.contains(&id) {
+            continue;
+        }
+        if let Some(b) = by_id.get(&id) {
+            carried.insert(id);
+            stack.extend(Cell::from_validated((*b).clone()).refs());
+        }
+    }
+    let mut out = bytes::BytesMut::with_capacity(1 + enc.encoded_len());
+    out.put_u8(ty.to_byte());
+    super::multicell::write_multicell(
+        &mut out,
+        &enc.top,
+        enc.branches.iter().filter(|(id, _)| carried.contains(id)).map(|(_, b)| b.as_ref()),
+    );
+    let msg = Message::decode(out.freeze(), cfg).map_err(EncodeError::Limits)?;
+    Ok((msg, enc.branches))
+}
+
 /// Payload builders for the seed types, matching the documented shapes.
 pub mod payload {
     use super::super::hash::ValueId;

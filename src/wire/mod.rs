@@ -26,6 +26,6 @@ pub use cell::{Cell, Child, WireConfig};
 pub use error::{DecodeError, DecodeErrorKind, PayloadError};
 pub use frame::{FrameDecoder, FrameHeader, write_frame};
 pub use hash::{HashAlg, ValueId};
-pub use message::{Message, MessageType, encode_message, payload};
+pub use message::{Message, MessageType, encode_message, encode_partial, payload};
 pub use multicell::MultiCell;
 pub use value::{EncodeError, Encoded, Value, encode, to_value};
