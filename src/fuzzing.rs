@@ -154,3 +154,64 @@ pub fn record_open(data: &[u8]) {
         }
     }
 }
+
+/// Splits `data` into link frames (each a 2-byte big-endian length, then
+/// that many bytes) and feeds them to a node proxy whose link is up, as
+/// frames received from the peer: never panics; after a frame error the
+/// link is done.
+pub fn link_frames(data: &[u8]) {
+    use crate::handshake::NodeId;
+    use crate::proxy::{Deliver, EngineMsg, LinkId, LinkInfo, NodeProxy, Permanence, ProxyConfig, RefuseReason};
+    use crate::proxy::{TransportPrefs, frames::Frame};
+    struct Take(u32);
+    impl Deliver for Take {
+        fn deliver(&mut self, _from: NodeId, _m: EngineMsg, _p: TransportPrefs) -> Result<(), RefuseReason> {
+            // Refuse every third message, so refusal logs fill too.
+            self.0 += 1;
+            if self.0 % 3 == 0 { Err(RefuseReason::Busy) } else { Ok(()) }
+        }
+    }
+    let (me, remote) = (NodeId([1; 32]), NodeId([2; 32]));
+    let mut px = NodeProxy::new(remote, me, Permanence::Ephemeral, ProxyConfig::default(), 7);
+    let link = LinkId(1);
+    let info = LinkInfo { initiator: remote, remote_advert_ver: 0, remote_knows_our_advert_ver: 0 };
+    px.handle_link_up(link, info, 0);
+    let mut deliver = Take(0);
+    let mut rest = data;
+    let mut now = 0;
+    while rest.len() >= 2 {
+        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+        let frame = Bytes::copy_from_slice(&rest[2..2 + n]);
+        rest = &rest[2 + n..];
+        now += 3;
+        let decoded = Frame::decode(&frame);
+        let r = px.handle_frame(link, &frame, now, &mut deliver);
+        if decoded.is_err() {
+            assert!(r.is_err(), "a frame that does not decode is not accepted");
+        }
+        while px.poll_event().is_some() {}
+        let mut out: Vec<Bytes> = Vec::new();
+        while px.poll_transmit(link, &mut out, now) && out.len() < 10_000 {}
+        if r.is_err() {
+            return;
+        }
+    }
+}
+
+/// Decodes `data` as a message and, by type, as an RPC message, a DATA
+/// answer or a MISSING_DATA request: never panics; an RPC message that
+/// decodes encodes back to one that decodes the same.
+pub fn rpc_peer(data: &[u8]) {
+    let cfg = WireConfig::default();
+    let Ok(m) = Message::decode(Bytes::copy_from_slice(data), &cfg) else { return };
+    if let Ok(r) = crate::rpc::RpcMsg::decode(&m) {
+        let again = r.encode(&cfg).expect("a decoded RPC message encodes");
+        assert_eq!(crate::rpc::RpcMsg::decode(&again).as_ref(), Ok(&r), "RPC round trip");
+    }
+    if let Some((_, cells)) = crate::peer::assemble::data_cells(&m) {
+        assert!(cells.len() <= 16);
+    }
+    if let Some(ids) = m.missing_request() {
+        assert!(!ids.is_empty() && ids.len() <= wire::message::MAX_MISSING_PER_REQUEST);
+    }
+}

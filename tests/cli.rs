@@ -241,3 +241,56 @@ fn permanent_link_comes_back_after_the_peer_process_is_killed_and_restarted() {
     a.shutdown(Duration::from_millis(200));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn rpc_command_calls_an_rpc_echo_node_and_reports_typed_errors() {
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-rpc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("node.key");
+    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let (mut child, hello, _out) =
+        start_node(&["node", "--key", key.to_str().unwrap(), "--listen", "127.0.0.1:0", "--service", "rpc-echo"]);
+    let target = format!("{}@{}", hello["node_id"].as_str().unwrap(), hello["listen"].as_str().unwrap());
+
+    let (code, out, err) = shardwire(&["rpc", "--target", &target, "--payload-size", "1KiB", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((v["status"].as_str(), v["bytes"].as_u64()), (Some("ok"), Some(1024)));
+
+    let (code, out, err) = shardwire(&["rpc", "--target", &target, "--stream", "25", "--payload-size", "10"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ok: 25 items, 250 bytes"), "{out}");
+
+    // Typed errors: a non-zero exit and the reason.
+    let (code, out, err) = shardwire(&["rpc", "--target", &target, "--service", "nope", "--json"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("service not supported"), "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["error"], "rejected");
+    let (code, _, err) = shardwire(&["rpc", "--target", &target, "--method", "77"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not_implemented"), "{err}");
+    // The wrong NodeId for the address: stops at once, says so.
+    let wrong = format!("{}@{}", "ab".repeat(32), hello["listen"].as_str().unwrap());
+    let t = std::time::Instant::now();
+    let (code, _, err) = shardwire(&["rpc", "--target", &wrong, "--deadline-ms", "20000"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not the NodeId dialed"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10), "did not wait for the deadline");
+    // Bad flags: exit 2.
+    assert_eq!(shardwire(&["rpc", "--target", &target, "--payload-size", "lots"]).0, 2);
+    assert_eq!(shardwire(&["rpc", "--target", "nonsense"]).0, 2);
+
+    // The node also answers QUERY and STATUS.
+    let me = common::node(1);
+    let id: shardwire::handshake::NodeId = hello["node_id"].as_str().unwrap().parse().unwrap();
+    me.add_peer(id, hello["listen"].as_str().unwrap().parse().unwrap(), shardwire::proxy::Permanence::Ephemeral);
+    let r = me.query(id, shardwire::wire::Value::Long(5), Duration::from_secs(10)).wait().unwrap();
+    assert_eq!(r.value().and_then(|c| c.as_long()), Some(5));
+    let r = me.status(id, Duration::from_secs(10)).wait().unwrap();
+    assert!(r.error().is_none());
+    me.shutdown(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

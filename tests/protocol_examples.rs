@@ -99,3 +99,32 @@ fn section_7_multicell() {
     let partial = MultiCell::decode(Bytes::from(top), &cfg).unwrap();
     assert_eq!(partial.missing(), &[id]);
 }
+
+#[test]
+fn section_11_rpc_example() {
+    use shardwire::rpc::{RpcMsg, RpcRequest, RpcResponse};
+    let cfg = WireConfig::default();
+    let session = RpcMsg::Session { session: 1, service: "echo".into(), versions: vec![1] };
+    assert_eq!(hex::encode(session.encode(&cfg).unwrap().bytes()), "40800311013004656368 6f80011101".replace(' ', ""));
+    let req = RpcMsg::Request(RpcRequest {
+        session: 1,
+        request_id: 7,
+        method: 1,
+        flags: 0,
+        deadline_ms: 500,
+        credit: 0,
+        payload: Bytes::from_static(b"hi"),
+    });
+    assert_eq!(
+        hex::encode(req.encode(&cfg).unwrap().bytes()),
+        "42800711011107110110 1201f410310268 69".replace(' ', "")
+    );
+    let resp = RpcMsg::Response(RpcResponse {
+        session: 1,
+        request_id: 7,
+        status: 0,
+        flags: 1,
+        payload: Bytes::from_static(b"hi"),
+    });
+    assert_eq!(hex::encode(resp.encode(&cfg).unwrap().bytes()), "4380051101110710110131026869");
+}

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod cells;
 mod keygen;
 mod node;
+mod rpc;
+mod services;
 mod units;
 
 /// shardwire: node-to-node networking for validator nodes.
@@ -27,6 +29,8 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Run a node until SIGTERM or SIGINT.
     Node(node::NodeArgs),
+    /// Make one RPC call and print its result (exit 1 on a typed error).
+    Rpc(rpc::RpcArgs),
 }
 
 /// Exit code for bad input (bad flags, unreadable or invalid data).
@@ -43,5 +47,14 @@ fn main() -> ExitCode {
         Command::Cells(cmd) => cells::run(cmd),
         Command::Keygen(args) => keygen::run(args),
         Command::Node(args) => node::run(args),
+        Command::Rpc(args) => rpc::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

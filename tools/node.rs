@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use shardwire::handshake::{Identity, NodeId};
-use shardwire::node::{Engine, Node, NodeHandle, Placement, SendOptions, ShardCtx, Shards, ShutdownReport};
-use shardwire::proxy::{EngineMsg, Permanence};
+use shardwire::node::{Node, NodeHandle, Placement, Shards, ShutdownReport};
+use shardwire::proxy::Permanence;
 
-use crate::EXIT_BAD_INPUT;
+use crate::{EXIT_BAD_INPUT, services};
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -36,8 +36,9 @@ pub struct NodeArgs {
     /// Only these NodeIds may connect (repeatable); others are Denied.
     #[arg(long = "allow", value_parser = parse_node_id)]
     pub allow: Vec<NodeId>,
-    /// Engines to run: echo (return every message to its sender) or sink
-    /// (count and discard). Repeatable.
+    /// What to run: echo (an engine returning every message to its
+    /// sender), sink (an engine counting and discarding), rpc-echo (the RPC
+    /// service "echo" and answers to QUERY/STATUS). Repeatable.
     #[arg(long = "service", value_enum)]
     pub services: Vec<Service>,
     /// Serve Prometheus metrics on this address (GET /metrics).
@@ -54,6 +55,8 @@ pub enum Service {
     Echo,
     /// Count and discard.
     Sink,
+    /// RPC service "echo" (method 1 echo, 2 stream) and QUERY/STATUS answers.
+    RpcEcho,
 }
 
 #[derive(Clone, Debug)]
@@ -83,25 +86,6 @@ pub fn parse_peer(s: &str) -> Result<Peer, String> {
     Ok(Peer { id: parse_node_id(id)?, addr, permanence })
 }
 
-/// Returns every message to the engine that sent it.
-pub struct Echo;
-
-impl Engine for Echo {
-    fn on_message(&mut self, ctx: &ShardCtx, from: NodeId, msg: EngineMsg) {
-        let reply = msg.msg.clone();
-        // A full queue drops the echo; the sender sees no reply, not a loss of
-        // its own message (which was delivered).
-        let _ = ctx.reply(from, &msg, reply, SendOptions::default());
-    }
-}
-
-/// Counts and discards (the node counts what each engine received).
-pub struct Sink;
-
-impl Engine for Sink {
-    fn on_message(&mut self, _ctx: &ShardCtx, _from: NodeId, _msg: EngineMsg) {}
-}
-
 pub fn run(args: NodeArgs) -> ExitCode {
     let identity = match Identity::load(&args.key) {
         Ok(i) => i,
@@ -129,8 +113,11 @@ pub fn run(args: NodeArgs) -> ExitCode {
     }
     for s in &args.services {
         b = match s {
-            Service::Echo => b.engine("echo", |_| Echo),
-            Service::Sink => b.engine("sink", |_| Sink),
+            Service::Echo => b.engine("echo", |_| services::Echo),
+            Service::Sink => b.engine("sink", |_| services::Sink),
+            Service::RpcEcho => b
+                .rpc_service(services::RPC_ECHO, |_| services::RpcEcho)
+                .peer_handler(|info| services::EchoPeer { shard: info.index }),
         };
     }
     let node = match b.start() {

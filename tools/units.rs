@@ -5,7 +5,6 @@ use std::time::Duration;
 
 /// A byte size: a number with an optional binary suffix (K, KB, KiB = 1024;
 /// M, MB, MiB = 1024²; G, GB, GiB = 1024³), case-insensitive.
-#[allow(dead_code)] // used by the load tools
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

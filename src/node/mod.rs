@@ -121,6 +121,48 @@ pub enum PeerSendError {
     Send(#[from] SendError),
 }
 
+/// Why a dial to a node failed (reported as [`NodeEvent::DialFailed`];
+/// the proxy retries with backoff unless the remote refused for good).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The node at that address has another key: the NodeId is wrong (or
+    /// the request was altered on the way). Unauthenticated, so retried.
+    #[error("the node at that address is not the NodeId dialed (it could not decrypt the request)")]
+    WrongNodeId,
+    /// The remote's allow-list does not include this node.
+    #[error("the remote refused: denied")]
+    Denied,
+    /// No common protocol version.
+    #[error("the remote refused: incompatible versions")]
+    Incompatible,
+    /// The remote is at a limit: retried with backoff.
+    #[error("the remote refused: over capacity")]
+    OverCapacity,
+    /// The clocks differ by more than the allowed skew.
+    #[error("the remote rejected the request's timestamp: check both clocks (NTP)")]
+    ClockSkew,
+    /// No answer within the handshake timeout.
+    #[error("handshake timed out")]
+    Timeout,
+    /// TCP connect or IO failed (nothing listening, reset, ...).
+    #[error("connection failed")]
+    Io,
+    /// No address is known for the node.
+    #[error("no address known for the node")]
+    NoAddress,
+    /// The handshake failed otherwise.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+}
+
+impl DialError {
+    /// Whether retrying cannot help (the tools stop on these).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, DialError::WrongNodeId | DialError::Denied | DialError::Incompatible | DialError::ClockSkew)
+    }
+}
+
 /// What threads outside the shards receive.
 #[derive(Debug, Clone)]
 pub enum NodeEvent {
@@ -150,6 +192,13 @@ pub enum NodeEvent {
     /// incarnation): what was in flight to it is reported unresolved, and
     /// RPC sessions with it are gone.
     PeerRestarted(NodeId),
+    /// A dial to a node failed (the link is retried as its permanence says).
+    DialFailed {
+        /// The node dialed.
+        node: NodeId,
+        /// Why.
+        error: DialError,
+    },
 }
 
 /// An application component running on every shard.

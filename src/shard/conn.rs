@@ -15,10 +15,10 @@ use glommio::net::{TcpListener, TcpStream};
 use super::{Cross, Notify, Shard, wall_ms};
 use crate::handshake::connect::MAX_HANDSHAKE_FRAME;
 use crate::handshake::{
-    Decision, Established, HandshakeError, Initiator, Outcome as HsOutcome, Refusal, Responder, early_refusal,
-    early_reply_for,
+    Decision, Established, HandshakeError, Initiator, Outcome as HsOutcome, Refusal, Rejection, Responder,
+    early_refusal, early_reply_for,
 };
-use crate::node::{Metric, shard_of};
+use crate::node::{DialError, Metric, shard_of};
 use crate::proxy::{DialFailure, LinkId};
 use crate::wire::{FrameDecoder, write_frame};
 
@@ -72,7 +72,7 @@ pub(super) async fn dial(
     shard: &Rc<Shard>,
     remote: crate::handshake::NodeId,
     addr: SocketAddr,
-) -> Result<(TcpStream, Box<Established>, Bytes), DialFailure> {
+) -> Result<(TcpStream, Box<Established>, Bytes), (DialFailure, DialError)> {
     let cfg = &shard.cfg.handshake;
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let known_remote = shard.shared.adverts.read().ok().and_then(|m| m.get(&remote).map(|a| a.version)).unwrap_or(0);
@@ -91,7 +91,19 @@ pub(super) async fn dial(
     .await;
     r.map_err(|e| {
         tracing::debug!(remote = %remote.short(), %addr, error = ?e, "dial failed");
-        match e {
+        let error = match &e {
+            HsIo::Io | HsIo::Closed => DialError::Io,
+            HsIo::Timeout | HsIo::Handshake(HandshakeError::Timeout) => DialError::Timeout,
+            HsIo::Handshake(HandshakeError::Rejected(Rejection::CannotDecrypt)) => DialError::WrongNodeId,
+            HsIo::Handshake(HandshakeError::Rejected(Rejection::ClockSkew)) => DialError::ClockSkew,
+            HsIo::Handshake(HandshakeError::Refused { reason, .. }) => match reason {
+                Refusal::OverCapacity => DialError::OverCapacity,
+                Refusal::Denied => DialError::Denied,
+                Refusal::Incompatible => DialError::Incompatible,
+            },
+            HsIo::Handshake(other) => DialError::Handshake(other.to_string()),
+        };
+        let failure = match e {
             HsIo::Handshake(HandshakeError::Refused { reason, authenticated: true })
                 if matches!(reason, Refusal::Denied | Refusal::Incompatible) =>
             {
@@ -99,7 +111,8 @@ pub(super) async fn dial(
                 DialFailure::Refused(reason)
             }
             _ => DialFailure::Transient,
-        }
+        };
+        (failure, error)
     })
 }
 

@@ -789,21 +789,22 @@ impl Shard {
             })
         };
         let Some(addr) = addr else {
-            self.dial_failed(id, DialFailure::NoAddress);
+            self.dial_failed(id, DialFailure::NoAddress, crate::node::DialError::NoAddress);
             return;
         };
         let shard = self.clone();
         glommio::spawn_local(async move {
             match conn::dial(&shard, id, addr).await {
                 Ok((stream, est, leftover)) => shard.adopt(stream, *est, leftover),
-                Err(failure) => shard.dial_failed(id, failure),
+                Err((failure, error)) => shard.dial_failed(id, failure, error),
             }
             shard.dispatch();
         })
         .detach();
     }
 
-    fn dial_failed(self: &Rc<Self>, id: NodeId, why: DialFailure) {
+    fn dial_failed(self: &Rc<Self>, id: NodeId, why: DialFailure, error: crate::node::DialError) {
+        self.push_event(NodeEvent::DialFailed { node: id, error });
         let now = self.now();
         if matches!(why, DialFailure::Refused(_)) {
             self.metrics.add(Metric::dials_refused, 1);

@@ -229,6 +229,15 @@ impl PendingResult {
     pub fn wait(self) -> Result<PeerResult, PeerError> {
         futures_lite::future::block_on(self)
     }
+
+    /// The result if it has arrived.
+    pub fn try_result(&mut self) -> Option<Result<PeerResult, PeerError>> {
+        match self.rx.try_recv() {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => None,
+            Err(_) => Some(Err(PeerError::ShuttingDown)),
+        }
+    }
 }
 
 impl Future for PendingResult {

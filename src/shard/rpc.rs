@@ -280,6 +280,15 @@ impl PendingCall {
     pub fn wait(self) -> Result<Bytes, RpcError> {
         futures_lite::future::block_on(self)
     }
+
+    /// The answer if it has arrived (then `Some` once; later `None`).
+    pub fn try_result(&mut self) -> Option<Result<Bytes, RpcError>> {
+        match self.rx.try_recv() {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => None,
+            Err(_) => Some(Err(RpcError::ShuttingDown)),
+        }
+    }
 }
 
 impl Future for PendingCall {
@@ -345,6 +354,21 @@ impl ResponseStream {
     /// shard threads).
     pub fn next_blocking(&mut self) -> Option<Result<Bytes, RpcError>> {
         futures_lite::future::block_on(self.next())
+    }
+
+    /// The next item if one is there now (`None`: nothing yet, or the end —
+    /// see [`ResponseStream::is_done`]).
+    pub fn try_next(&mut self) -> Option<Result<Bytes, RpcError>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_item(&mut cx) {
+            Poll::Ready(x) => x,
+            Poll::Pending => None,
+        }
+    }
+
+    /// Whether the stream has ended (last item, or an error, taken).
+    pub fn is_done(&self) -> bool {
+        self.ended
     }
 
     /// Stops the call: the server is told to stop producing.

@@ -1,0 +1,173 @@
+//! `shardwire rpc`: one RPC call to a node, its result or typed error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use shardwire::handshake::Identity;
+use shardwire::node::{DialError, Node, NodeEvent, Shards};
+use shardwire::proxy::Permanence;
+use shardwire::rpc::RpcError;
+
+use crate::node::{Peer, parse_peer};
+use crate::{EXIT_BAD_INPUT, services};
+
+#[derive(Args)]
+pub struct RpcArgs {
+    /// The node to call: NODEID@ADDR.
+    #[arg(long, value_parser = parse_peer)]
+    pub target: Peer,
+    /// Key file; without it a fresh identity is made.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The service.
+    #[arg(long, default_value = services::RPC_ECHO)]
+    pub service: String,
+    /// The method: echo (1), stream (2), or a number.
+    #[arg(long, default_value = "echo", value_parser = parse_method)]
+    pub method: u32,
+    /// Payload size, e.g. 64, 1K, 64KiB.
+    #[arg(long, default_value = "64", value_parser = crate::units::parse_size)]
+    pub payload_size: usize,
+    /// Deadline in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub deadline_ms: u64,
+    /// Ask for a stream of N responses (method stream of the echo service).
+    #[arg(long)]
+    pub stream: Option<u32>,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn dial_failed(node: &shardwire::node::NodeHandle, args: &RpcArgs, e: DialError) -> ExitCode {
+    node.shutdown(Duration::from_millis(100));
+    if args.json {
+        println!("{}", serde_json::json!({"status": "error", "error": "handshake", "message": e.to_string()}));
+    }
+    eprintln!("error: cannot connect to {}@{}: {e}", args.target.id, args.target.addr);
+    ExitCode::from(1)
+}
+
+fn parse_method(s: &str) -> Result<u32, String> {
+    match s {
+        "echo" => Ok(services::METHOD_ECHO),
+        "stream" => Ok(services::METHOD_STREAM),
+        n => n.parse().map_err(|_| format!("{s:?}: expected echo, stream or a method number")),
+    }
+}
+
+pub fn run(args: RpcArgs) -> ExitCode {
+    let identity = match &args.key {
+        Some(p) => match Identity::load(p) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+        None => Identity::generate(),
+    };
+    if args.payload_size > 4 << 20 {
+        eprintln!("error: --payload-size at most 4MiB (the RPC payload limit)");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let node = match Node::builder().identity(identity).shards(Shards::Count(1)).start() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    node.add_peer(args.target.id, args.target.addr, Permanence::Ephemeral);
+    let data = vec![0x5a; args.payload_size];
+    let deadline = Duration::from_millis(args.deadline_ms);
+    let t = Instant::now();
+    // Until the first answer, a hard handshake failure ends the tool at once.
+    let watch = |node: &shardwire::node::NodeHandle| -> Option<DialError> {
+        while let Ok(ev) = node.events().try_recv() {
+            if let NodeEvent::DialFailed { node: n, error } = ev {
+                if n == args.target.id && error.is_fatal() {
+                    return Some(error);
+                }
+            }
+        }
+        None
+    };
+    let result: Result<(u64, u64), RpcError> = match args.stream {
+        None => {
+            let mut call = node.call(args.target.id, &args.service, args.method, Bytes::from(data), deadline);
+            loop {
+                if let Some(r) = call.try_result() {
+                    break r.map(|b| (1, b.len() as u64));
+                }
+                if let Some(e) = watch(&node) {
+                    return dial_failed(&node, &args, e);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        Some(n) => {
+            let method = if args.method == services::METHOD_ECHO { services::METHOD_STREAM } else { args.method };
+            let payload =
+                if method == services::METHOD_STREAM { services::stream_request(n, &data) } else { Bytes::from(data) };
+            let mut st = node.call_streaming(args.target.id, &args.service, method, payload, deadline);
+            let (mut items, mut bytes) = (0u64, 0u64);
+            loop {
+                let next = if items == 0 {
+                    match st.try_next() {
+                        Some(x) => Some(x),
+                        None if st.is_done() => None,
+                        None => {
+                            if let Some(e) = watch(&node) {
+                                return dial_failed(&node, &args, e);
+                            }
+                            std::thread::sleep(Duration::from_micros(200));
+                            continue;
+                        }
+                    }
+                } else {
+                    st.next_blocking()
+                };
+                match next {
+                    Some(Ok(b)) => {
+                        items += 1;
+                        bytes += b.len() as u64;
+                    }
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok((items, bytes)),
+                }
+            }
+        }
+    };
+    let elapsed_ms = t.elapsed().as_secs_f64() * 1000.0;
+    node.shutdown(Duration::from_millis(200));
+    match result {
+        Ok((items, bytes)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"status": "ok", "items": items, "bytes": bytes, "elapsed_ms": elapsed_ms})
+                );
+            } else if args.stream.is_some() {
+                println!("ok: {items} items, {bytes} bytes in {elapsed_ms:.2} ms");
+            } else {
+                println!("ok: {bytes} bytes in {elapsed_ms:.2} ms");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"status": "error", "error": e.reason(), "message": e.to_string(),
+                        "retryable": e.is_retryable(), "elapsed_ms": elapsed_ms})
+                );
+            }
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
