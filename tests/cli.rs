@@ -294,3 +294,118 @@ fn rpc_command_calls_an_rpc_echo_node_and_reports_typed_errors() {
     child.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn loadgen_and_latency_against_a_node() {
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("node.key");
+    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let (mut child, hello, _out) = start_node(&[
+        "node",
+        "--key",
+        key.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "2",
+        "--service",
+        "sink",
+        "--service",
+        "echo",
+        "--service",
+        "rpc-echo",
+    ]);
+    let target = format!("{}@{}", hello["node_id"].as_str().unwrap(), hello["listen"].as_str().unwrap());
+    let json =
+        |out: &str| -> serde_json::Value { serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{out}: {e}")) };
+
+    for mode in ["send", "rpc", "query"] {
+        let (code, out, err) = shardwire(&[
+            "loadgen",
+            "--target",
+            &target,
+            "--size",
+            "1K",
+            "--duration",
+            "1s",
+            "--rate",
+            "2k",
+            "--mode",
+            mode,
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{mode}: {err}");
+        let v = json(&out);
+        assert_eq!(v["mode"], mode);
+        assert_eq!(
+            (v["targets"].as_u64(), v["connections"].as_u64(), v["size"].as_u64()),
+            (Some(1), Some(1), Some(1024))
+        );
+        let (sent, acked) = (v["sent"].as_u64().unwrap(), v["acked"].as_u64().unwrap());
+        assert!((1500..=2600).contains(&sent), "{mode}: open loop at 2k/s for 1 s sent {sent}");
+        assert_eq!(acked, sent, "{mode}: {v}");
+        assert_eq!(v["errors"], serde_json::json!({}));
+        let lat = &v["latency_us"];
+        for k in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(lat[k].as_f64().unwrap() > 0.0, "{mode} {k}");
+        }
+        assert!(lat["p50"].as_f64() <= lat["p99"].as_f64() && lat["p99"].as_f64() <= lat["max"].as_f64());
+        // One progress line per second on stderr.
+        assert!(err.contains("msgs/s") && err.contains("p99"), "{err}");
+    }
+    // Closed loop, two connections, human output.
+    let (code, out, err) =
+        shardwire(&["loadgen", "--target", &target, "--size", "64", "--duration", "1s", "--max", "--connections", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("closed loop") && out.contains("errors: none"), "{out}");
+
+    // Latency: counts, files, JSON.
+    let (hgrm, plot) = (dir.join("lat.hgrm"), dir.join("lat.svg"));
+    let (code, out, err) = shardwire(&[
+        "latency",
+        "--target",
+        &target,
+        "--count",
+        "300",
+        "--warmup",
+        "20",
+        "--json",
+        "--hgrm",
+        hgrm.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    assert_eq!((v["size"].as_u64(), v["count"].as_u64()), (Some(64), Some(300)));
+    assert!(v["latency_us"]["p50"].as_f64().unwrap() > 0.0);
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(
+        text.contains("Percentile") && text.contains("#[Max") && text.contains("Total count    =          300"),
+        "{text}"
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("percentile"));
+    let (code, out, _) = shardwire(&["latency", "--target", &target, "--duration", "1s", "--rate", "500"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("500 pings/s on schedule"), "{out}");
+
+    // A wrong NodeId ends the tools at once; pacing is required.
+    let wrong = format!("{}@{}", "cd".repeat(32), hello["listen"].as_str().unwrap());
+    let t = std::time::Instant::now();
+    let (code, _, err) = shardwire(&["loadgen", "--target", &wrong, "--size", "64", "--duration", "5s", "--max"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not the NodeId dialed"), "{err}");
+    let (code, _, err) = shardwire(&["latency", "--target", &wrong]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not the NodeId dialed"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let (code, _, err) = shardwire(&["loadgen", "--target", &target, "--size", "64", "--duration", "1s"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(shardwire(&["loadgen", "--target", &target, "--size", "x", "--duration", "1s", "--max"]).0, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 
 mod cells;
 mod keygen;
+mod latency;
+mod loadgen;
+mod measure;
 mod node;
 mod rpc;
 mod services;
@@ -31,6 +34,10 @@ enum Command {
     Node(node::NodeArgs),
     /// Make one RPC call and print its result (exit 1 on a typed error).
     Rpc(rpc::RpcArgs),
+    /// Generate load against nodes and report throughput and latency.
+    Loadgen(loadgen::LoadgenArgs),
+    /// Measure ping-pong round trips against an echo node.
+    Latency(latency::LatencyArgs),
 }
 
 /// Exit code for bad input (bad flags, unreadable or invalid data).
@@ -48,6 +55,8 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Node(args) => node::run(args),
         Command::Rpc(args) => rpc::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
+        Command::Latency(args) => latency::run(args),
     }
 }
 

@@ -41,7 +41,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A rate per second: a number with an optional decimal suffix (k = 1000, M = 10⁶).
-#[allow(dead_code)] // used by the load tools
 pub fn parse_rate(s: &str) -> Result<f64, String> {
     let t = s.trim().trim_end_matches("/s");
     let (num, mult) = match t.chars().last() {

@@ -206,6 +206,12 @@ pub enum NodeEvent {
 /// Callbacks run on the shard's thread and must not block. They receive a
 /// [`ShardCtx`] to send messages as this engine.
 pub trait Engine: 'static {
+    /// The shard started (called once, before any message): spawn tasks
+    /// here with [`ShardCtx::spawn`].
+    fn on_start(&mut self, ctx: &ShardCtx) {
+        let _ = ctx;
+    }
+
     /// A message arrived for this engine.
     fn on_message(&mut self, ctx: &ShardCtx, from: NodeId, msg: EngineMsg);
 

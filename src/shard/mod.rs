@@ -244,7 +244,10 @@ pub(crate) struct Shard {
     peer: PeerState,
 }
 
-/// What engines see of their shard: send as this engine, read the clock.
+/// What engines see of their shard: send as this engine, read the clock,
+/// run tasks. Cloning it is cheap (for tasks an engine spawns); it never
+/// leaves its shard's thread.
+#[derive(Clone)]
 pub struct ShardCtx {
     shard: Rc<Shard>,
     engine: usize,
@@ -329,6 +332,23 @@ impl ShardCtx {
     /// Runs `fut` on this shard.
     pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + 'static) {
         glommio::spawn_local(fut).detach();
+    }
+
+    /// Sleeps for `d` without blocking the shard.
+    pub async fn sleep(&self, d: Duration) {
+        glommio::timer::sleep(d).await;
+    }
+
+    /// Lets the shard's other tasks run. It does not let glommio poll
+    /// sockets and timers (that happens when the task queues are idle or the
+    /// preemption timer fires): to wait, [`ShardCtx::sleep`] instead.
+    pub async fn yield_now(&self) {
+        futures_lite::future::yield_now().await;
+    }
+
+    /// Whether the node is shutting down (tasks an engine spawned should end).
+    pub fn is_stopping(&self) -> bool {
+        self.shard.stopping.get()
     }
 
     /// Calls `method` of `service` on node `to`; fails with
@@ -1212,6 +1232,12 @@ async fn run(init: ShardInit) -> ShardReport {
         }
         shard.drive(p.id);
     }
+    // Engines may start tasks now.
+    for (i, slot) in shard.engines.iter().enumerate() {
+        let ctx = ShardCtx { shard: shard.clone(), engine: i };
+        slot.engine.borrow_mut().on_start(&ctx);
+    }
+    shard.dispatch();
     let _ = init.ready.send(Ok(()));
     shard.done.wait().await;
     shard.report()
