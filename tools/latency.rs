@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Args;
 use shardwire::handshake::{Identity, NodeId};
 use shardwire::node::{Engine, Node, NodeEvent, SendOptions, ShardCtx, Shards};
@@ -197,7 +196,7 @@ pub fn run(args: LatencyArgs) -> ExitCode {
         .peer(target, args.target.addr, Permanence::Permanent)
         .configure(|c| c.spin_before_park = args.spin)
         .engine("latency", move |_| {
-            let pad = Bytes::from(vec![0x5a; size]);
+            let pad = measure::payload(size);
             let cfg = WireConfig::default();
             let msg_of = move |seq: u64| {
                 let v = Value::Vector(vec![Value::Long(seq as i64), Value::Blob(pad.clone())]);

@@ -308,7 +308,7 @@ pub fn run(args: LoadgenArgs) -> ExitCode {
         None => None,
     };
     let cfg = WireConfig::default();
-    let payload = Bytes::from(vec![0x5a; args.size]);
+    let payload = measure::payload(args.size);
     let msg = match encode_message(MessageType::Other(0x80), &Value::Blob(payload.clone()), &cfg)
         .map_err(|e| e.to_string())
         .and_then(|b| Message::decode(b, &cfg).map_err(|e| e.to_string()))

@@ -243,3 +243,19 @@ pub fn sleep_until(t: Instant) {
         std::thread::sleep(t - now);
     }
 }
+
+/// `size` bytes of deterministic pseudo-random data. (A repeated byte would
+/// not do: a large Blob is a tree of 4 KiB leaves addressed by hash, and
+/// identical leaves are carried once.)
+pub fn payload(size: usize) -> bytes::Bytes {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut v = Vec::with_capacity(size + 8);
+    while v.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(size);
+    bytes::Bytes::from(v)
+}

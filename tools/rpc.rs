@@ -82,7 +82,7 @@ pub fn run(args: RpcArgs) -> ExitCode {
         }
     };
     node.add_peer(args.target.id, args.target.addr, Permanence::Ephemeral);
-    let data = vec![0x5a; args.payload_size];
+    let data = crate::measure::payload(args.payload_size).to_vec();
     let deadline = Duration::from_millis(args.deadline_ms);
     let t = Instant::now();
     // Until the first answer, a hard handshake failure ends the tool at once.

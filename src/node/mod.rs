@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
@@ -46,6 +46,18 @@ pub use crate::shard::{
     ResponseStream, ResultReply, Service, ServiceFn, ShardCtx, StreamError, service_fn,
 };
 use crate::wire::{EncodeError, Message, MessageType, Value, ValueId, encode_partial};
+
+/// Milliseconds on the system's coarse monotonic clock (4 ms resolution on
+/// a 250 Hz kernel; a few nanoseconds to read, where the precise clock
+/// costs tens). Every node time (expiries, timers, deadlines) is in these
+/// milliseconds, counted from the node's start.
+pub(crate) fn mono_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes one timespec we own; CLOCK_MONOTONIC_COARSE exists on
+    // every Linux glommio runs on.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
 
 /// The shard that owns the node proxy for `id` among `shards`: a stable
 /// function of the NodeId (the first 8 bytes of the key, which is uniform).
@@ -485,7 +497,7 @@ pub(crate) struct HandleInner {
     pub adverts: Arc<RwLock<HashMap<NodeId, NodeAdvert>>>,
     pub stopped: AtomicBool,
     pub default_expiry: Duration,
-    pub epoch: Instant,
+    pub epoch_ms: u64,
     pub shutdown_timeout: Duration,
     pub rpc_window: u32,
     pub wire: crate::wire::WireConfig,
@@ -684,7 +696,7 @@ impl NodeHandle {
 
     /// Milliseconds on the node's monotonic clock.
     pub fn now_ms(&self) -> u64 {
-        self.inner.epoch.elapsed().as_millis() as u64
+        mono_ms() - self.inner.epoch_ms
     }
 
     /// Graceful shutdown: stop accepting sends and connections, let queued
@@ -714,7 +726,7 @@ impl Drop for HandleInner {
     fn drop(&mut self) {
         // The last handle is gone: stop the shards so their threads exit.
         if !self.stopped.swap(true, Ordering::SeqCst) {
-            let deadline_ms = self.epoch.elapsed().as_millis() as u64 + self.shutdown_timeout.as_millis() as u64;
+            let deadline_ms = mono_ms() - self.epoch_ms + self.shutdown_timeout.as_millis() as u64;
             for inbox in &self.inboxes {
                 let _ = inbox.send(shard::Command::Shutdown { deadline_ms });
             }

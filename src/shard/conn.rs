@@ -263,10 +263,18 @@ pub(super) fn spawn_link(shard: Rc<Shard>, link: LinkId, stream: TcpStream, left
     glommio::spawn_local(writer(shard, link, wstream, wake)).detach();
 }
 
+/// Reads land directly in the frame buffer (frames are views into it).
+/// The buffer grows while reads fill it (up to `READ_MAX`) and shrinks back
+/// to `READ_MIN` when the link is quiet, so an idle link holds little.
+const READ_MIN: usize = 4 << 10;
+const READ_MAX: usize = 256 << 10;
+/// A writer keeps a buffer at most this large between bursts.
+const WRITE_KEEP: usize = 64 << 10;
+
 async fn reader(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, leftover: Bytes) {
-    let mut buf = BytesMut::with_capacity(128 * 1024);
+    let mut buf = BytesMut::new();
     buf.extend_from_slice(&leftover);
-    let mut scratch = vec![0u8; 64 * 1024];
+    let mut want = READ_MIN;
     loop {
         if !buf.is_empty() && shard.on_bytes(link, &mut buf).is_err() {
             let _ = stream.shutdown(Shutdown::Both).await;
@@ -275,11 +283,25 @@ async fn reader(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, leftover:
         if !shard.links.borrow().contains_key(&link) {
             break;
         }
-        match stream.read(&mut scratch).await {
+        // Unparsed bytes stay at the front; a fresh buffer when none remain
+        // lets frames handed out keep the old one alive on their own.
+        if buf.is_empty() && buf.capacity() < want / 2 {
+            buf = BytesMut::with_capacity(want);
+        }
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        match stream.read(&mut buf[start..]).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                buf.truncate(start + n);
                 shard.metrics.add(Metric::bytes_in, n as u64);
-                buf.extend_from_slice(&scratch[..n]);
+                want = if n == want {
+                    (want * 2).min(READ_MAX)
+                } else if n < want / 8 {
+                    READ_MIN
+                } else {
+                    want
+                };
             }
         }
     }
@@ -287,7 +309,7 @@ async fn reader(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, leftover:
 }
 
 async fn writer(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, wake: Rc<Notify>) {
-    let mut out = BytesMut::with_capacity(256 * 1024);
+    let mut out = BytesMut::new();
     loop {
         let (closing, gone) = shard.fill(link, &mut out);
         if !out.is_empty() {
@@ -308,6 +330,11 @@ async fn writer(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, wake: Rc<
             let _ = stream.flush().await;
             let _ = stream.shutdown(Shutdown::Both).await;
             return;
+        }
+        // Going idle: a big buffer is released (a busy link keeps it, so
+        // bursts do not pay for fresh pages every time).
+        if out.capacity() > WRITE_KEEP {
+            out = BytesMut::new();
         }
         wake.wait().await;
     }

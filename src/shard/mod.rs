@@ -35,7 +35,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
@@ -63,6 +63,11 @@ pub(crate) use rpc::{CallCmd, Either as CallHandle, call_via_inbox};
 pub use rpc::{PendingCall, Request, Responder, ResponseStream, Service, ServiceFn, StreamError, service_fn};
 use wake::EventWake;
 pub(crate) use wake::Notify;
+
+/// Maps on the per-message path: foldhash (seeded per process; far cheaper
+/// than SipHash on 32-byte NodeIds).
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+pub(crate) type FastSet<K> = HashSet<K, foldhash::quality::RandomState>;
 
 /// Engine index meaning "the node handle" in routing tags and counts.
 const HANDLE: usize = u32::MAX as usize;
@@ -142,7 +147,7 @@ pub(crate) struct NodeShared {
     pub links: AtomicUsize,
     pub adverts: Arc<RwLock<HashMap<NodeId, NodeAdvert>>>,
     pub our_advert: (u64, Bytes),
-    pub epoch: Instant,
+    pub epoch_ms: u64,
     pub events: Sender<NodeEvent>,
     pub next_dial_seed: AtomicU64,
     pub inboxes: Vec<Inbox>,
@@ -214,13 +219,13 @@ pub(crate) struct Shard {
     identity: Identity,
     cfg: Arc<NodeConfig>,
     shared: Arc<NodeShared>,
-    proxies: RefCell<HashMap<NodeId, Entry>>,
-    links: RefCell<HashMap<LinkId, Slot>>,
+    proxies: RefCell<FastMap<NodeId, Entry>>,
+    links: RefCell<FastMap<LinkId, Slot>>,
     next_link: Cell<u64>,
     next_msg: Cell<u64>,
     engines: Vec<EngineSlot>,
-    engine_index: HashMap<EngineId, usize>,
-    external: HashSet<EngineId>,
+    engine_index: FastMap<EngineId, usize>,
+    external: FastSet<EngineId>,
     counts: RefCell<Vec<EngineCounts>>,
     handle_counts: RefCell<EngineCounts>,
     work: RefCell<VecDeque<Work>>,
@@ -434,7 +439,7 @@ impl Deliver for Router<'_> {
 
 impl Shard {
     fn now(&self) -> u64 {
-        self.shared.epoch.elapsed().as_millis() as u64
+        crate::node::mono_ms() - self.shared.epoch_ms
     }
 
     fn proxy_config(&self) -> proxy::ProxyConfig {
@@ -442,7 +447,7 @@ impl Shard {
     }
 
     /// The entry for `id`, created (ephemeral) if needed.
-    fn entry<'a>(&self, map: &'a mut HashMap<NodeId, Entry>, id: NodeId) -> &'a mut Entry {
+    fn entry<'a>(&self, map: &'a mut FastMap<NodeId, Entry>, id: NodeId) -> &'a mut Entry {
         map.entry(id).or_insert_with(|| {
             let seed = self.shared.next_dial_seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
             let mut px = NodeProxy::new(id, self.me, Permanence::Ephemeral, self.proxy_config(), seed);
@@ -524,7 +529,7 @@ impl Shard {
             let mut ps = self.proxies.borrow_mut();
             self.entry(&mut ps, to).px.send(out, now)
         };
-        self.drive(to);
+        self.drive_with(to, false);
         r
     }
 
@@ -545,6 +550,12 @@ impl Shard {
     /// Acts on everything proxy `id` asked for, then re-arms its timer and
     /// wakes its link's writer if it has frames to send.
     fn drive(self: &Rc<Self>, id: NodeId) {
+        self.drive_with(id, true);
+    }
+
+    /// As [`Shard::drive`]; `stats: false` skips bringing the metrics up to
+    /// date (the per-message send path; the next full drive catches up).
+    fn drive_with(self: &Rc<Self>, id: NodeId, stats: bool) {
         loop {
             let ev = {
                 let mut ps = self.proxies.borrow_mut();
@@ -559,22 +570,9 @@ impl Shard {
         let (wake, timeout) = {
             let mut ps = self.proxies.borrow_mut();
             let Some(e) = ps.get_mut(&id) else { return };
-            let st = *e.px.stats();
-            let m = &self.metrics;
-            m.add(Metric::messages_sent, st.sent - e.seen.sent);
-            m.add(Metric::delivered, st.delivered - e.seen.delivered);
-            m.add(Metric::expired, st.expired - e.seen.expired);
-            m.add(Metric::refused, st.refused - e.seen.refused);
-            m.add(Metric::unresolved, st.unresolved - e.seen.unresolved);
-            m.add(Metric::resends, st.resends - e.seen.resends);
-            m.add(Metric::messages_in, st.received - e.seen.received);
-            m.add(Metric::duplicates, st.duplicates - e.seen.duplicates);
-            m.add(Metric::refused_in, st.refused_in - e.seen.refused_in);
-            let depth_change = (st.sent as i64 - e.seen.sent as i64)
-                - ((st.delivered + st.expired + st.refused + st.unresolved) as i64
-                    - (e.seen.delivered + e.seen.expired + e.seen.refused + e.seen.unresolved) as i64);
-            m.set(Metric::queue_depth, (m.get(Metric::queue_depth) as i64 + depth_change).max(0) as u64);
-            e.seen = st;
+            if stats {
+                self.sync_stats(e);
+            }
             let wake = if e.px.wants_transmit() { e.px.link() } else { None };
             let t = e.px.poll_timeout();
             let timeout = match t {
@@ -595,6 +593,29 @@ impl Shard {
             self.timers.borrow_mut().push(Reverse((t, id)));
             self.timer_wake.notify();
         }
+    }
+
+    /// Adds what a proxy counted since last time to the shard's metrics.
+    fn sync_stats(&self, e: &mut Entry) {
+        let st = *e.px.stats();
+        if st == e.seen {
+            return;
+        }
+        let m = &self.metrics;
+        m.add(Metric::messages_sent, st.sent - e.seen.sent);
+        m.add(Metric::delivered, st.delivered - e.seen.delivered);
+        m.add(Metric::expired, st.expired - e.seen.expired);
+        m.add(Metric::refused, st.refused - e.seen.refused);
+        m.add(Metric::unresolved, st.unresolved - e.seen.unresolved);
+        m.add(Metric::resends, st.resends - e.seen.resends);
+        m.add(Metric::messages_in, st.received - e.seen.received);
+        m.add(Metric::duplicates, st.duplicates - e.seen.duplicates);
+        m.add(Metric::refused_in, st.refused_in - e.seen.refused_in);
+        let depth_change = (st.sent as i64 - e.seen.sent as i64)
+            - ((st.delivered + st.expired + st.refused + st.unresolved) as i64
+                - (e.seen.delivered + e.seen.expired + e.seen.refused + e.seen.unresolved) as i64);
+        m.set(Metric::queue_depth, (m.get(Metric::queue_depth) as i64 + depth_change).max(0) as u64);
+        e.seen = st;
     }
 
     fn on_proxy_event(self: &Rc<Self>, id: NodeId, ev: ProxyEvent) {
@@ -1166,8 +1187,8 @@ async fn run(init: ShardInit) -> ShardReport {
         identity: init.identity,
         cfg: init.cfg.clone(),
         shared: init.shared.clone(),
-        proxies: RefCell::new(HashMap::new()),
-        links: RefCell::new(HashMap::new()),
+        proxies: RefCell::new(FastMap::default()),
+        links: RefCell::new(FastMap::default()),
         next_link: Cell::new(1),
         next_msg: Cell::new(1),
         engines,
@@ -1299,7 +1320,7 @@ pub(crate) fn start(
         }
         None => (None, vec![None; n]),
     };
-    let epoch = Instant::now();
+    let epoch_ms = crate::node::mono_ms();
     let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_capacity);
     let created = wall_ms();
     let advert = NodeAdvert {
@@ -1319,7 +1340,7 @@ pub(crate) fn start(
         links: AtomicUsize::new(0),
         adverts: Arc::new(RwLock::new(HashMap::new())),
         our_advert: (advert.version, advert.encode(&cfg.wire)),
-        epoch,
+        epoch_ms,
         events: events_tx,
         next_dial_seed: AtomicU64::new(created),
         inboxes: inboxes.clone(),
@@ -1402,7 +1423,7 @@ pub(crate) fn start(
             adverts: shared.adverts.clone(),
             stopped: std::sync::atomic::AtomicBool::new(false),
             default_expiry: cfg.default_expiry,
-            epoch,
+            epoch_ms,
             shutdown_timeout: cfg.shutdown_timeout,
             rpc_window: cfg.rpc.stream_window,
             wire: cfg.wire,

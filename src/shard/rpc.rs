@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
@@ -98,13 +98,13 @@ pub struct Request {
     /// The session's RPC version.
     pub version: u32,
     deadline_ms: u64,
-    epoch: Instant,
+    epoch_ms: u64,
 }
 
 impl Request {
     /// Time left before the deadline.
     pub fn remaining(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        let now = crate::node::mono_ms() - self.epoch_ms;
         Duration::from_millis(self.deadline_ms.saturating_sub(now))
     }
 }
@@ -645,7 +645,7 @@ impl Shard {
             streaming,
             version,
             deadline_ms,
-            epoch: self.shared.epoch,
+            epoch_ms: self.shared.epoch_ms,
         };
         let out = Responder {
             shard: self.clone(),

@@ -1,0 +1,656 @@
+//! shardwire against baselines on the same loopback work, in the same run.
+//!
+//! `cargo bench --bench baseline [-- oneway|pingpong]`
+//!
+//! One link, sender and receiver pinned to different cores (CPU 0 and 1):
+//!
+//! - one-way 64 B, 1 KiB, 64 KiB messages, as fast as the receiver takes
+//!   them (msgs/s and GB/s of payload, measured at the receiver after a
+//!   warm-up);
+//! - ping-pong with 64 B messages (p50 / p99 round trip), with both sides
+//!   sleeping between messages and with both busy-polling.
+//!
+//! Baselines: blocking `std::net` with u32 length framing and no encryption
+//! (the floor on this machine); raw glommio TCP with minimal framing (this
+//! runtime's own floor); tokio + tokio-util's `LengthDelimitedCodec` with
+//! each message sealed by AES-256-GCM from aws-lc-rs (what a user would
+//! otherwise write). Each figure is also printed as a ratio to the
+//! baselines, since this shared VM's absolute speed drifts.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+
+const CPU_A: usize = 0;
+const CPU_B: usize = 1;
+const WARM: Duration = Duration::from_millis(300);
+const RUN: Duration = Duration::from_millis(1500);
+const PINGS: usize = 20_000;
+const PING_WARM: usize = 2_000;
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn payload(size: usize) -> Bytes {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut v = Vec::with_capacity(size + 8);
+    while v.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(size);
+    Bytes::from(v)
+}
+
+#[derive(Clone, Copy)]
+struct OneWay {
+    msgs: f64,
+    gbps: f64,
+}
+
+#[derive(Clone, Copy)]
+struct PingPong {
+    p50: f64,
+    p99: f64,
+}
+
+/// Counts at the receiver; the main thread samples them.
+#[derive(Default)]
+struct Counter {
+    msgs: AtomicU64,
+    bytes: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// Samples `c` after the warm-up and after the run, then stops the senders.
+fn measure(c: &Counter) -> OneWay {
+    std::thread::sleep(WARM);
+    let (m0, b0, t0) = (c.msgs.load(Ordering::Relaxed), c.bytes.load(Ordering::Relaxed), Instant::now());
+    std::thread::sleep(RUN);
+    let (m1, b1, t1) = (c.msgs.load(Ordering::Relaxed), c.bytes.load(Ordering::Relaxed), Instant::now());
+    c.stop.store(true, Ordering::Relaxed);
+    let s = (t1 - t0).as_secs_f64();
+    OneWay { msgs: (m1 - m0) as f64 / s, gbps: (b1 - b0) as f64 / s / 1e9 }
+}
+
+fn percentiles(h: &Histogram<u64>) -> PingPong {
+    PingPong { p50: h.value_at_quantile(0.5) as f64 / 1000.0, p99: h.value_at_quantile(0.99) as f64 / 1000.0 }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap()
+}
+
+// ---------------------------------------------------------------- std
+
+fn std_oneway(size: usize) -> OneWay {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let c = Arc::new(Counter::default());
+    let rc = c.clone();
+    let rx = std::thread::spawn(move || {
+        pin(CPU_B);
+        let (s, _) = l.accept().unwrap();
+        let mut r = BufReader::with_capacity(256 << 10, s);
+        let mut body = vec![0u8; size];
+        let mut len = [0u8; 4];
+        while r.read_exact(&mut len).is_ok() {
+            let n = u32::from_be_bytes(len) as usize;
+            if r.read_exact(&mut body[..n]).is_err() {
+                break;
+            }
+            rc.msgs.fetch_add(1, Ordering::Relaxed);
+            rc.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    let sc = c.clone();
+    let tx = std::thread::spawn(move || {
+        pin(CPU_A);
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut w = BufWriter::with_capacity(256 << 10, s);
+        let p = payload(size);
+        while !sc.stop.load(Ordering::Relaxed) {
+            for _ in 0..64 {
+                w.write_all(&(size as u32).to_be_bytes()).unwrap();
+                w.write_all(&p).unwrap();
+            }
+        }
+        let _ = w.flush();
+    });
+    let r = measure(&c);
+    tx.join().unwrap();
+    rx.join().unwrap();
+    r
+}
+
+fn std_pingpong(busy: bool) -> PingPong {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let read_full = move |s: &mut TcpStream, buf: &mut [u8]| -> bool {
+        let mut got = 0;
+        while got < buf.len() {
+            match s.read(&mut buf[got..]) {
+                Ok(0) => return false,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    let srv = std::thread::spawn(move || {
+        pin(CPU_B);
+        let (mut s, _) = l.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_nonblocking(busy).unwrap();
+        let mut buf = [0u8; 68];
+        while read_full(&mut s, &mut buf) {
+            if s.write_all(&buf).is_err() {
+                break;
+            }
+        }
+    });
+    pin(CPU_A);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_nonblocking(busy).unwrap();
+    let mut msg = [0u8; 68];
+    msg[..4].copy_from_slice(&64u32.to_be_bytes());
+    let mut buf = [0u8; 68];
+    let mut h = hist();
+    for i in 0..PINGS + PING_WARM {
+        let t = Instant::now();
+        s.write_all(&msg).unwrap();
+        assert!(read_full(&mut s, &mut buf));
+        if i >= PING_WARM {
+            h.saturating_record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(s);
+    srv.join().unwrap();
+    unpin();
+    percentiles(&h)
+}
+
+fn unpin() {
+    // SAFETY: as in `pin`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+// ---------------------------------------------------------------- glommio
+
+fn glommio_oneway(size: usize) -> OneWay {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use glommio::{LocalExecutorBuilder, Placement};
+    let c = Arc::new(Counter::default());
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let rc = c.clone();
+    let rx = LocalExecutorBuilder::new(Placement::Fixed(CPU_B))
+        .spawn(move || async move {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            addr_tx.send(l.local_addr().unwrap()).unwrap();
+            let mut s = l.accept().await.unwrap();
+            let mut buf = BytesMut::with_capacity(512 << 10);
+            let mut chunk = vec![0u8; 256 << 10];
+            loop {
+                let n = match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                let (mut m, mut b) = (0, 0);
+                while buf.len() >= 4 {
+                    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                    if buf.len() < 4 + len {
+                        break;
+                    }
+                    let _ = buf.split_to(4 + len);
+                    m += 1;
+                    b += len as u64;
+                }
+                rc.msgs.fetch_add(m, Ordering::Relaxed);
+                rc.bytes.fetch_add(b, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    let addr = addr_rx.recv().unwrap();
+    let sc = c.clone();
+    let tx = LocalExecutorBuilder::new(Placement::Fixed(CPU_A))
+        .spawn(move || async move {
+            let mut s = glommio::net::TcpStream::connect(addr).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let p = payload(size);
+            let mut out = BytesMut::with_capacity(256 << 10);
+            while !sc.stop.load(Ordering::Relaxed) {
+                while out.len() < 256 << 10 {
+                    out.extend_from_slice(&(size as u32).to_be_bytes());
+                    out.extend_from_slice(&p);
+                }
+                if s.write_all(&out).await.is_err() {
+                    break;
+                }
+                out.clear();
+            }
+        })
+        .unwrap();
+    let r = measure(&c);
+    tx.join().unwrap();
+    rx.join().unwrap();
+    r
+}
+
+fn glommio_pingpong(spin: bool) -> PingPong {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use glommio::{LocalExecutorBuilder, Placement};
+    let spin_d = if spin { Duration::from_secs(5) } else { Duration::ZERO };
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let srv = LocalExecutorBuilder::new(Placement::Fixed(CPU_B))
+        .spin_before_park(spin_d)
+        .spawn(move || async move {
+            let l = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            addr_tx.send(l.local_addr().unwrap()).unwrap();
+            let mut s = l.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut buf = [0u8; 68];
+            while s.read_exact(&mut buf).await.is_ok() {
+                if s.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .unwrap();
+    let addr = addr_rx.recv().unwrap();
+    let cli = LocalExecutorBuilder::new(Placement::Fixed(CPU_A))
+        .spin_before_park(spin_d)
+        .spawn(move || async move {
+            let mut s = glommio::net::TcpStream::connect(addr).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut msg = [0u8; 68];
+            msg[..4].copy_from_slice(&64u32.to_be_bytes());
+            let mut buf = [0u8; 68];
+            let mut h = hist();
+            for i in 0..PINGS + PING_WARM {
+                let t = Instant::now();
+                s.write_all(&msg).await.unwrap();
+                s.read_exact(&mut buf).await.unwrap();
+                if i >= PING_WARM {
+                    h.saturating_record(t.elapsed().as_nanos() as u64);
+                }
+            }
+            h
+        })
+        .unwrap();
+    let h = cli.join().unwrap();
+    srv.join().unwrap();
+    percentiles(&h)
+}
+
+// ---------------------------------------------------------------- tokio + AEAD
+
+fn aead_key() -> aws_lc_rs::aead::LessSafeKey {
+    use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap())
+}
+
+fn nonce(n: u64) -> aws_lc_rs::aead::Nonce {
+    let mut b = [0u8; 12];
+    b[4..].copy_from_slice(&n.to_be_bytes());
+    aws_lc_rs::aead::Nonce::assume_unique_for_key(b)
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn tokio_oneway(size: usize) -> OneWay {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+    let c = Arc::new(Counter::default());
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    let rc = c.clone();
+    let rx = std::thread::spawn(move || {
+        pin(CPU_B);
+        tokio_rt().block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let codec = LengthDelimitedCodec::builder().max_frame_length(1 << 20).new_codec();
+            let mut r = FramedRead::with_capacity(s, codec, 256 << 10);
+            let key = aead_key();
+            let mut n = 0u64;
+            while let Some(Ok(mut frame)) = r.next().await {
+                let plain =
+                    key.open_in_place(nonce(n), aws_lc_rs::aead::Aad::empty(), &mut frame).expect("authentic").len();
+                n += 1;
+                rc.msgs.fetch_add(1, Ordering::Relaxed);
+                rc.bytes.fetch_add(plain as u64, Ordering::Relaxed);
+            }
+        });
+    });
+    let sc = c.clone();
+    let tx = std::thread::spawn(move || {
+        pin(CPU_A);
+        tokio_rt().block_on(async move {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let codec = LengthDelimitedCodec::builder().max_frame_length(1 << 20).new_codec();
+            let mut w = FramedWrite::new(s, codec);
+            let key = aead_key();
+            let p = payload(size);
+            let mut n = 0u64;
+            while !sc.stop.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    let mut m = BytesMut::with_capacity(size + 16);
+                    m.extend_from_slice(&p);
+                    key.seal_in_place_append_tag(nonce(n), aws_lc_rs::aead::Aad::empty(), &mut m).unwrap();
+                    n += 1;
+                    if w.feed(m.freeze()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = SinkExt::<Bytes>::flush(&mut w).await;
+        });
+    });
+    let r = measure(&c);
+    tx.join().unwrap();
+    rx.join().unwrap();
+    r
+}
+
+fn tokio_pingpong() -> PingPong {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    let srv = std::thread::spawn(move || {
+        pin(CPU_B);
+        tokio_rt().block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut f = Framed::new(s, LengthDelimitedCodec::new());
+            let key = aead_key();
+            let mut n = 0u64;
+            while let Some(Ok(mut m)) = f.next().await {
+                key.open_in_place(nonce(n), aws_lc_rs::aead::Aad::empty(), &mut m).unwrap();
+                m.truncate(m.len() - 16);
+                key.seal_in_place_append_tag(nonce(n), aws_lc_rs::aead::Aad::empty(), &mut m).unwrap();
+                n += 1;
+                if f.send(m.freeze()).await.is_err() {
+                    break;
+                }
+            }
+        });
+    });
+    let h = std::thread::spawn(move || {
+        pin(CPU_A);
+        tokio_rt().block_on(async move {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut f = Framed::new(s, LengthDelimitedCodec::new());
+            let key = aead_key();
+            let p = payload(64);
+            let mut h = hist();
+            for i in 0..PINGS + PING_WARM {
+                let t = Instant::now();
+                let mut m = BytesMut::from(&p[..]);
+                key.seal_in_place_append_tag(nonce(i as u64), aws_lc_rs::aead::Aad::empty(), &mut m).unwrap();
+                f.send(m.freeze()).await.unwrap();
+                let mut r = f.next().await.unwrap().unwrap();
+                key.open_in_place(nonce(i as u64), aws_lc_rs::aead::Aad::empty(), &mut r).unwrap();
+                if i >= PING_WARM {
+                    h.saturating_record(t.elapsed().as_nanos() as u64);
+                }
+            }
+            h
+        })
+    })
+    .join()
+    .unwrap();
+    srv.join().unwrap();
+    percentiles(&h)
+}
+
+// ---------------------------------------------------------------- shardwire
+
+mod sw {
+    use super::*;
+    use shardwire::handshake::{Identity, NodeId};
+    use shardwire::node::{Engine, Node, NodeHandle, Placement, SendError, SendOptions, ShardCtx, Shards};
+    use shardwire::proxy::{EngineId, EngineMsg, Permanence};
+    use shardwire::wire::{Message, MessageType, Value, WireConfig, encode_message};
+
+    pub fn message(size: usize) -> Message {
+        let cfg = WireConfig::default();
+        let m = encode_message(MessageType::Other(0x80), &Value::Blob(payload(size)), &cfg).unwrap();
+        Message::decode(m, &cfg).unwrap()
+    }
+
+    fn node(
+        cpu: usize,
+        spin: Duration,
+        b: impl FnOnce(shardwire::node::NodeBuilder) -> shardwire::node::NodeBuilder,
+    ) -> NodeHandle {
+        b(Node::builder()
+            .identity(Identity::generate())
+            .listen("127.0.0.1:0".parse().unwrap())
+            .shards(Shards::Count(1))
+            .configure(|c| {
+                c.placement = Placement::Cpus(vec![cpu]);
+                c.spin_before_park = spin;
+            }))
+        .start()
+        .unwrap()
+    }
+
+    struct Sink(Arc<Counter>, u64);
+    impl Engine for Sink {
+        fn on_message(&mut self, _ctx: &ShardCtx, _from: NodeId, _m: EngineMsg) {
+            self.0.msgs.fetch_add(1, Ordering::Relaxed);
+            self.0.bytes.fetch_add(self.1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends as fast as the proxy queue takes messages.
+    struct Blast {
+        to: NodeId,
+        msg: Message,
+        stop: Arc<Counter>,
+    }
+    impl Engine for Blast {
+        fn on_link(&mut self, ctx: &ShardCtx, node: NodeId, up: bool) {
+            if node != self.to || !up {
+                return;
+            }
+            let (ctx, to, msg, stop) = (ctx.clone(), self.to, self.msg.clone(), self.stop.clone());
+            let sink = EngineId::named("sink");
+            ctx.clone().spawn(async move {
+                while !stop.stop.load(Ordering::Relaxed) && !ctx.is_stopping() {
+                    loop {
+                        match ctx.send(to, sink, msg.clone(), SendOptions::default()) {
+                            Ok(_) => {}
+                            Err(SendError::Full(_)) => break,
+                            Err(_) => return,
+                        }
+                    }
+                    ctx.sleep(Duration::from_micros(20)).await;
+                }
+            });
+        }
+        fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
+    }
+
+    pub fn oneway(size: usize) -> OneWay {
+        let c = Arc::new(Counter::default());
+        let rc = c.clone();
+        let r = node(CPU_B, Duration::ZERO, |b| b.engine("sink", move |_| Sink(rc.clone(), size as u64)));
+        let (to, addr, msg, sc) = (r.node_id(), r.listen_addr().unwrap(), message(size), c.clone());
+        let s = node(CPU_A, Duration::ZERO, |b| {
+            b.peer(to, addr, Permanence::Permanent).engine("blast", move |_| Blast {
+                to,
+                msg: msg.clone(),
+                stop: sc.clone(),
+            })
+        });
+        while c.msgs.load(Ordering::Relaxed) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let res = measure(&c);
+        s.shutdown(Duration::from_millis(200));
+        r.shutdown(Duration::from_millis(200));
+        res
+    }
+
+    struct Echo;
+    impl Engine for Echo {
+        fn on_message(&mut self, ctx: &ShardCtx, from: NodeId, m: EngineMsg) {
+            let _ = ctx.reply(from, &m, m.msg.clone(), SendOptions::default());
+        }
+    }
+
+    struct Pinger {
+        to: NodeId,
+        msg: Message,
+        t: Instant,
+        n: usize,
+        h: Histogram<u64>,
+        done: std::sync::mpsc::Sender<Histogram<u64>>,
+    }
+    impl Engine for Pinger {
+        fn on_link(&mut self, ctx: &ShardCtx, node: NodeId, up: bool) {
+            if node == self.to && up && self.n == 0 {
+                self.t = Instant::now();
+                let _ = ctx.send(self.to, EngineId::named("echo"), self.msg.clone(), SendOptions::default());
+            }
+        }
+        fn on_message(&mut self, ctx: &ShardCtx, _from: NodeId, _m: EngineMsg) {
+            if self.n >= PING_WARM {
+                self.h.saturating_record(self.t.elapsed().as_nanos() as u64);
+            }
+            self.n += 1;
+            if self.n == PINGS + PING_WARM {
+                let _ = self.done.send(self.h.clone());
+                return;
+            }
+            self.t = Instant::now();
+            let _ = ctx.send(self.to, EngineId::named("echo"), self.msg.clone(), SendOptions::default());
+        }
+    }
+
+    pub fn pingpong(spin: bool) -> PingPong {
+        let d = if spin { Duration::from_secs(5) } else { Duration::ZERO };
+        let e = node(CPU_B, d, |b| b.engine("echo", |_| Echo));
+        let (to, addr, msg) = (e.node_id(), e.listen_addr().unwrap(), message(64));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let p = node(CPU_A, d, |b| {
+            b.peer(to, addr, Permanence::Permanent).engine("pinger", move |_| Pinger {
+                to,
+                msg: msg.clone(),
+                t: Instant::now(),
+                n: 0,
+                h: hist(),
+                done: tx.lock().unwrap().clone(),
+            })
+        });
+        let h = rx.recv_timeout(Duration::from_secs(120)).expect("ping-pong finished");
+        p.shutdown(Duration::from_millis(200));
+        e.shutdown(Duration::from_millis(200));
+        percentiles(&h)
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
+    // `-- profile-SIZE`: only shardwire one-way at SIZE, a few times (for perf).
+    if let Some(size) = filter.strip_prefix("profile-").and_then(|s| s.parse::<usize>().ok()) {
+        for _ in 0..4 {
+            let w = sw::oneway(size);
+            println!("shardwire one-way {size} B: {:.2} M/s {:.2} GB/s", w.msgs / 1e6, w.gbps);
+        }
+        return;
+    }
+    println!("load average at start: {}", load());
+    if filter.is_empty() || "oneway".contains(&filter) {
+        println!("\none-way (receiver-side rate after {WARM:?} warm-up, over {RUN:?})");
+        println!(
+            "{:<8} {:>22} {:>22} {:>22} {:>22}",
+            "size", "std (no crypto)", "glommio raw", "tokio+AEAD", "shardwire"
+        );
+        for size in [64, 1024, 64 << 10] {
+            let s = std_oneway(size);
+            let g = glommio_oneway(size);
+            let t = tokio_oneway(size);
+            let w = sw::oneway(size);
+            let cell = |o: OneWay| format!("{:>8.2} M/s {:>6.2} GB/s", o.msgs / 1e6, o.gbps);
+            println!("{:<8} {:>22} {:>22} {:>22} {:>22}", size, cell(s), cell(g), cell(t), cell(w));
+            println!(
+                "{:<8} shardwire / std {:.2}x   / glommio {:.2}x   / tokio+AEAD {:.2}x (msgs/s)",
+                "",
+                w.msgs / s.msgs,
+                w.msgs / g.msgs,
+                w.msgs / t.msgs
+            );
+        }
+    }
+    if filter.is_empty() || "pingpong".contains(&filter) {
+        println!("\nping-pong 64 B, {PINGS} round trips after {PING_WARM} warm-up (us)");
+        let std_sleep = std_pingpong(false);
+        let std_busy = std_pingpong(true);
+        let g_park = glommio_pingpong(false);
+        let g_spin = glommio_pingpong(true);
+        let t = tokio_pingpong();
+        let w_park = sw::pingpong(false);
+        let w_spin = sw::pingpong(true);
+        for (name, p) in [
+            ("std, sleeping", std_sleep),
+            ("std, busy-poll", std_busy),
+            ("glommio raw, parked", g_park),
+            ("glommio raw, spinning", g_spin),
+            ("tokio+AEAD", t),
+            ("shardwire, parked", w_park),
+            ("shardwire, spinning", w_spin),
+        ] {
+            println!("{name:<24} p50 {:>8.1}   p99 {:>8.1}", p.p50, p.p99);
+        }
+        println!(
+            "shardwire spinning / std busy-poll: p50 {:.2}x, p99 {:.2}x;  shardwire parked / std sleeping: p50 {:.2}x",
+            w_spin.p50 / std_busy.p50,
+            w_spin.p99 / std_busy.p99,
+            w_park.p50 / std_sleep.p50
+        );
+    }
+    println!("\nload average at end: {}", load());
+}
