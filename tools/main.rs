@@ -43,8 +43,28 @@ enum Command {
 /// Exit code for bad input (bad flags, unreadable or invalid data).
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// Raises the open-file limit as far as allowed: a node holds two
+/// descriptors per link, so the usual 1,024 caps it near 500 links.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let want = lim.rlim_max.max(1 << 20);
+        let raised = libc::rlimit { rlim_cur: want, rlim_max: want };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            // Not privileged: the soft limit up to the hard one.
+            let soft = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_nofile_limit();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

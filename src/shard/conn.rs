@@ -2,14 +2,16 @@
 //! on both sides, handing accepted sockets to their owner shard, and each
 //! link's reader and writer tasks.
 
-use std::net::{Shutdown, SocketAddr};
+use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use super::{Cross, Notify, Shard, wall_ms};
@@ -246,21 +248,40 @@ async fn respond(shard: &Rc<Shard>, mut stream: TcpStream) {
     }
 }
 
+/// A link's socket, shared by its reader and writer tasks. glommio keeps
+/// separate readiness sources (and wakers) for reading and writing, so the
+/// two tasks poll the same stream without a second descriptor; the
+/// `RefCell` is borrowed only inside each poll, never across an await.
+type SharedStream = Rc<RefCell<TcpStream>>;
+
+async fn read_some(s: &SharedStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| Pin::new(&mut *s.borrow_mut()).poll_read(cx, buf)).await
+}
+
+async fn write_all(s: &SharedStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *s.borrow_mut()).poll_write(cx, data)).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Shuts both directions down now (the peer sees the close at once; the
+/// descriptor is closed when both tasks are done with it).
+fn shutdown_now(s: &SharedStream) {
+    // SAFETY: shutdown(2) on a descriptor the stream owns and keeps open.
+    unsafe { libc::shutdown(s.borrow().as_raw_fd(), libc::SHUT_RDWR) };
+}
+
 /// Starts the reader and writer tasks of an adopted link.
 pub(super) fn spawn_link(shard: Rc<Shard>, link: LinkId, stream: TcpStream, leftover: Bytes, wake: Rc<Notify>) {
     let _ = stream.set_nodelay(true);
-    // The writer gets its own descriptor for the same socket, so reading and
-    // writing need no lock between them.
-    // SAFETY: duplicating a descriptor we hold open; the new stream owns it.
-    let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
-    if wfd < 0 {
-        shard.link_closed(link);
-        return;
-    }
-    // SAFETY: `wfd` is a fresh descriptor for a connected TCP socket.
-    let wstream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(wfd) };
-    glommio::spawn_local(reader(shard.clone(), link, stream, leftover)).detach();
-    glommio::spawn_local(writer(shard, link, wstream, wake)).detach();
+    let stream = Rc::new(RefCell::new(stream));
+    glommio::spawn_local(reader(shard.clone(), link, stream.clone(), leftover)).detach();
+    glommio::spawn_local(writer(shard, link, stream, wake)).detach();
 }
 
 /// Reads land directly in the frame buffer (frames are views into it).
@@ -271,13 +292,13 @@ const READ_MAX: usize = 256 << 10;
 /// A writer keeps a buffer at most this large between bursts.
 const WRITE_KEEP: usize = 64 << 10;
 
-async fn reader(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, leftover: Bytes) {
+async fn reader(shard: Rc<Shard>, link: LinkId, stream: SharedStream, leftover: Bytes) {
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&leftover);
     let mut want = READ_MIN;
     loop {
         if !buf.is_empty() && shard.on_bytes(link, &mut buf).is_err() {
-            let _ = stream.shutdown(Shutdown::Both).await;
+            shutdown_now(&stream);
             break;
         }
         if !shard.links.borrow().contains_key(&link) {
@@ -290,31 +311,25 @@ async fn reader(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, leftover:
         }
         let start = buf.len();
         buf.resize(start + want, 0);
-        match stream.read(&mut buf[start..]).await {
+        match read_some(&stream, &mut buf[start..]).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 buf.truncate(start + n);
                 shard.metrics.add(Metric::bytes_in, n as u64);
-                want = if n == want {
-                    (want * 2).min(READ_MAX)
-                } else if n < want / 8 {
-                    READ_MIN
-                } else {
-                    want
-                };
+                want = if n == want { (want * 2).min(READ_MAX) } else if n < want / 8 { READ_MIN } else { want };
             }
         }
     }
     shard.link_closed(link);
 }
 
-async fn writer(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, wake: Rc<Notify>) {
+async fn writer(shard: Rc<Shard>, link: LinkId, stream: SharedStream, wake: Rc<Notify>) {
     let mut out = BytesMut::new();
     loop {
         let (closing, gone) = shard.fill(link, &mut out);
         if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                let _ = stream.shutdown(Shutdown::Both).await;
+            if write_all(&stream, &out).await.is_err() {
+                shutdown_now(&stream);
                 shard.link_closed(link);
                 return;
             }
@@ -322,13 +337,8 @@ async fn writer(shard: Rc<Shard>, link: LinkId, mut stream: TcpStream, wake: Rc<
             out.clear();
             continue;
         }
-        if gone {
-            let _ = stream.shutdown(Shutdown::Both).await;
-            return;
-        }
-        if closing {
-            let _ = stream.flush().await;
-            let _ = stream.shutdown(Shutdown::Both).await;
+        if gone || closing {
+            shutdown_now(&stream);
             return;
         }
         // Going idle: a big buffer is released (a busy link keeps it, so
