@@ -63,7 +63,8 @@ fn connect(addr: SocketAddr, server: NodeId, me: &Identity) -> std::io::Result<(
     let mut frames_out: Vec<Bytes> = Vec::new();
     frames::hello(&mut frames_out, 1 + rand_u64() % 1_000_000, 0, 1, 0);
     let mut out = BytesMut::new();
-    link.send_frames(frames_out.iter().map(|f| f.as_ref()), &mut out).map_err(|e| std::io::Error::other(e.to_string()))?;
+    link.send_frames(frames_out.iter().map(|f| f.as_ref()), &mut out)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     s.write_all(&out)?;
     s.set_nonblocking(true)?;
     Ok((s, link))
@@ -210,7 +211,10 @@ fn main() {
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    println!("links: {held} held by the clients, {up} up at the node ({} dial retries)", failed.load(Ordering::Relaxed));
+    println!(
+        "links: {held} held by the clients, {up} up at the node ({} dial retries)",
+        failed.load(Ordering::Relaxed)
+    );
     let per_link = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / up.max(1) as f64;
     println!(
         "node RSS {:.1} MiB idle -> {:.1} MiB with {up} links: {:.1} KiB per link (goal: at most 32 KiB)",

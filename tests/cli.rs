@@ -409,3 +409,27 @@ fn loadgen_and_latency_against_a_node() {
     child.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn demo_runs_a_cluster_cuts_a_link_and_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plot = dir.join("demo.svg");
+    let (code, out, err) = shardwire(&[
+        "demo",
+        "--duration",
+        "3s",
+        "--rate",
+        "500",
+        "--rpc-rate",
+        "200",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for want in ["link A-B back up", "completed at C through MISSING_DATA", "delivered 1 time(s)", "nothing lost"] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    assert!(std::fs::read_to_string(&plot).unwrap().starts_with("<svg"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

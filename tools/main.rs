@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cells;
+mod demo;
 mod keygen;
 mod latency;
 mod loadgen;
@@ -25,6 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a 3-node cluster in this process under mixed load, cut a link,
+    /// and show that nothing is lost (start here).
+    Demo(demo::DemoArgs),
     /// Work with CAD3 cell encodings.
     #[command(subcommand)]
     Cells(cells::CellsCmd),
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Cells(cmd) => cells::run(cmd),
+        Command::Demo(args) => demo::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Node(args) => node::run(args),
         Command::Rpc(args) => rpc::run(args),

@@ -180,6 +180,7 @@ pub fn write_plot(path: &Path, title: &str, series: &[(&str, &Histogram<u64>)]) 
     let max_x = 4.0f64;
     let mut curves = Vec::new();
     let mut max_y = 1.0f64;
+    let mut min_y = f64::MAX;
     for (name, h) in series {
         if h.is_empty() {
             continue;
@@ -190,7 +191,8 @@ pub fn write_plot(path: &Path, title: &str, series: &[(&str, &Histogram<u64>)]) 
             let x = -(1.0 - p).log10();
             let y = us(h.highest_equivalent(v.value_iterated_to()));
             max_y = max_y.max(y);
-            pts.push((x.min(max_x), y));
+            min_y = min_y.min(y);
+            pts.push((x.min(max_x), y.max(0.01)));
         }
         curves.push((*name, pts));
     }
@@ -201,12 +203,15 @@ pub fn write_plot(path: &Path, title: &str, series: &[(&str, &Histogram<u64>)]) 
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..max_x, 0f64..max_y * 1.1)
+        // Latency spans orders of magnitude (a stall next to microseconds):
+        // a log scale shows both.
+        .build_cartesian_2d(0f64..max_x, ((min_y.min(max_y) * 0.8).max(0.01)..max_y * 1.5).log_scale())
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("latency (us)")
+        .y_desc("latency (us, log scale)")
+        .y_label_formatter(&|y| if *y >= 1000.0 { format!("{:.0}", y) } else { format!("{:.1}", y) })
         .x_labels(5)
         .x_label_formatter(&|x| match x.round() as i64 {
             0 => "0%".into(),

@@ -316,7 +316,13 @@ async fn reader(shard: Rc<Shard>, link: LinkId, stream: SharedStream, leftover: 
             Ok(n) => {
                 buf.truncate(start + n);
                 shard.metrics.add(Metric::bytes_in, n as u64);
-                want = if n == want { (want * 2).min(READ_MAX) } else if n < want / 8 { READ_MIN } else { want };
+                want = if n == want {
+                    (want * 2).min(READ_MAX)
+                } else if n < want / 8 {
+                    READ_MIN
+                } else {
+                    want
+                };
             }
         }
     }
