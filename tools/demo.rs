@@ -314,11 +314,11 @@ pub fn run(args: DemoArgs) -> ExitCode {
             .map_err(|e| e.to_string())
     };
     let mut nodes = Vec::new();
-    for i in 0..3 {
+    for (i, name) in NAMES.iter().enumerate() {
         match start(i) {
             Ok(n) => nodes.push(n),
             Err(e) => {
-                eprintln!("error: cannot start node {}: {e}", NAMES[i]);
+                eprintln!("error: cannot start node {name}: {e}");
                 return ExitCode::from(1);
             }
         }
