@@ -598,7 +598,14 @@ fn main() {
     if let Some(size) = filter.strip_prefix("profile-").and_then(|s| s.parse::<usize>().ok()) {
         for _ in 0..4 {
             let w = sw::oneway(size);
-            println!("shardwire one-way {size} B: {:.2} M/s {:.2} GB/s", w.msgs / 1e6, w.gbps);
+            let t = tokio_oneway(size);
+            println!(
+                "shardwire one-way {size} B: {:.2} M/s {:.2} GB/s; tokio+AEAD {:.2} M/s: ratio {:.2}",
+                w.msgs / 1e6,
+                w.gbps,
+                t.msgs / 1e6,
+                w.msgs / t.msgs
+            );
         }
         return;
     }

@@ -259,9 +259,17 @@ pub enum ProxyEvent {
     Dial,
     /// Close this link (its last frames have been handed to transmit).
     Close(LinkId),
-    /// A message's final answer, for the engine that sent it. Emitted for
-    /// every message; `notify` says whether the sender asked to hear about
-    /// successful deliveries.
+    /// Messages delivered whose senders did not ask to hear about it
+    /// (`notify` false), counted for their routing tag. Consecutive ones
+    /// with the same tag are merged.
+    Delivered {
+        /// Their routing tag.
+        origin: u64,
+        /// How many.
+        count: u64,
+    },
+    /// A message's final answer, for the engine that sent it: every
+    /// failure, and deliveries the sender asked to hear about (`notify`).
     Outcome {
         /// The message.
         id: MsgId,
@@ -865,6 +873,11 @@ impl NodeProxy {
     }
 
     /// The next thing the shard should act on.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The next event for the shard (what to do, or what happened).
     pub fn poll_event(&mut self) -> Option<ProxyEvent> {
         self.events.pop_front()
     }
@@ -1015,8 +1028,19 @@ impl NodeProxy {
             Outcome::Refused(_) | Outcome::Undeliverable(_) | Outcome::NotQueued(_) => self.stats.refused += 1,
             Outcome::Unresolved(_) => self.stats.unresolved += 1,
         }
-        let returned = (outcome != Outcome::Delivered).then(|| Box::new(m.msg));
         let notify = m.notify_delivered;
+        if outcome == Outcome::Delivered && !notify {
+            // Nobody waits for this one: count it with its neighbours.
+            if let Some(ProxyEvent::Delivered { origin, count }) = self.events.back_mut() {
+                if *origin == m.origin {
+                    *count += 1;
+                    return;
+                }
+            }
+            self.events.push_back(ProxyEvent::Delivered { origin: m.origin, count: 1 });
+            return;
+        }
+        let returned = (outcome != Outcome::Delivered).then(|| Box::new(m.msg));
         self.events.push_back(ProxyEvent::Outcome { id: m.id, origin: m.origin, outcome, notify, returned });
     }
 

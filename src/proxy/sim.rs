@@ -314,6 +314,7 @@ impl Sim {
                         let prev = self.outcomes.insert(id, outcome);
                         assert!(prev.is_none(), "second outcome for {id:?}: {prev:?} then {outcome:?}");
                     }
+                    ProxyEvent::Delivered { .. } => unreachable!("the simulation asks for every outcome"),
                     ProxyEvent::LinkUp(_)
                     | ProxyEvent::LinkDown(_)
                     | ProxyEvent::Advert(_)

@@ -525,11 +525,36 @@ impl Shard {
 
     fn local_send(self: &Rc<Self>, to: NodeId, out: Outgoing) -> Result<(), proxy::SendError> {
         let now = self.now();
-        let r = {
+        // The common case in one map lookup: queued, no event to act on;
+        // wake the writer, re-arm the timer if it moved earlier.
+        let (r, slow, wake, timeout) = {
             let mut ps = self.proxies.borrow_mut();
-            self.entry(&mut ps, to).px.send(out, now)
+            let e = self.entry(&mut ps, to);
+            let r = e.px.send(out, now);
+            let slow = e.px.has_events();
+            let wake = if !slow && e.px.wants_transmit() { e.px.link() } else { None };
+            let timeout = match e.px.poll_timeout() {
+                Some(t) if !slow && t < e.scheduled => {
+                    e.scheduled = t;
+                    Some(t)
+                }
+                _ => None,
+            };
+            (r, slow, wake, timeout)
         };
-        self.drive_with(to, false);
+        if slow {
+            self.drive_with(to, false);
+            return r;
+        }
+        if let Some(l) = wake {
+            if let Some(s) = self.links.borrow().get(&l) {
+                s.wake.notify();
+            }
+        }
+        if let Some(t) = timeout {
+            self.timers.borrow_mut().push(Reverse((t, to)));
+            self.timer_wake.notify();
+        }
         r
     }
 
@@ -627,6 +652,7 @@ impl Shard {
                     s.wake.notify();
                 }
             }
+            ProxyEvent::Delivered { origin, count } => self.count_delivered(origin, count),
             ProxyEvent::Outcome { id: mid, origin, outcome, notify, returned } => {
                 self.route_outcome(id, origin, mid, outcome, notify, returned);
             }
@@ -648,6 +674,21 @@ impl Shard {
                 }
                 self.push_event(NodeEvent::Advert(a));
             }
+        }
+    }
+
+    /// Counts deliveries nobody asked to hear about.
+    fn count_delivered(&self, origin: u64, count: u64) {
+        if crate::rpc::Tag::from_origin(origin).is_some() {
+            return;
+        }
+        let (_, engine) = split_origin(origin);
+        if engine == HANDLE {
+            self.handle_counts.borrow_mut().delivered += count;
+        } else {
+            let mut counts = self.counts.borrow_mut();
+            let last = counts.len() - 1;
+            counts[engine.min(last)].delivered += count;
         }
     }
 
