@@ -440,10 +440,22 @@ pub fn run(args: DemoArgs) -> ExitCode {
     }
     shared.stop.store(true, Ordering::Relaxed);
     let load_secs = t0.elapsed().as_secs_f64();
+    // Drain: what is in flight resolves (and a link still down comes back).
     let drain = Instant::now() + Duration::from_secs(15);
-    while shared.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain {
-        for n in &nodes {
-            while n.events().try_recv().is_ok() {}
+    while (shared.in_flight.load(Ordering::Relaxed) > 0 || (went_down && !came_back)) && Instant::now() < drain {
+        for (i, n) in nodes.iter().enumerate() {
+            while let Ok(ev) = n.events().try_recv() {
+                if let NodeEvent::LinkUp(id) = ev {
+                    if i == 0 && id == b_id && went_down && !came_back {
+                        came_back = true;
+                        println!(
+                            "  {:>5.1}s  link A-B back up, {:.0} ms after the cut (redialed with backoff)",
+                            t0.elapsed().as_secs_f64(),
+                            cut_t.elapsed().as_secs_f64() * 1000.0
+                        );
+                    }
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
