@@ -46,9 +46,24 @@ pub enum Placement {
 /// Which socket path the shards use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoMode {
-    /// glommio's TCP streams.
+    /// Each shard's own io_uring ring: multishot receives into provided
+    /// buffers, owned sends, one `io_uring_enter` per driver tick (default).
+    /// Falls back to `Glommio` (with a log line) where the kernel refuses
+    /// the ring's features.
     #[default]
+    Uring,
+    /// glommio's TCP streams (readiness polling, one syscall per read/write).
     Glommio,
+}
+
+impl IoMode {
+    /// `uring` or `glommio`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Uring => "uring",
+            IoMode::Glommio => "glommio",
+        }
+    }
 }
 
 /// Which shards accept connections on the listening port.
@@ -115,10 +130,21 @@ pub struct NodeConfig {
     /// Events the handle's event queue holds (default 65,536); deliveries to
     /// external engines beyond it are refused as Busy.
     pub event_capacity: usize,
-    /// Busy-poll this long before a shard parks (default 0).
+    /// glommio path: busy-poll this long before a shard parks (default 0).
     pub spin_before_park: Duration,
-    /// The socket path.
+    /// The socket path (default: the shard's own io_uring ring).
     pub io: IoMode,
+    /// Ring path: how long the driver keeps polling after the last
+    /// completion before it parks (default 50 us).
+    pub ring_spin: Duration,
+    /// Ring path: submission queue entries (default 4096; the completion
+    /// queue has four times as many). The kernel refuses more than 32768.
+    pub ring_entries: u32,
+    /// Ring path: provided receive buffers per shard (a power of two,
+    /// default 256) and their size (default 16 KiB).
+    pub ring_buffers: u16,
+    /// See `ring_buffers`.
+    pub ring_buffer_size: usize,
     /// How long a graceful shutdown may take (default 5 s).
     pub shutdown_timeout: Duration,
     /// RPC limits and timings (see [`RpcConfig`]).
@@ -148,7 +174,11 @@ impl Default for NodeConfig {
             inbox_capacity: 65_536,
             event_capacity: 65_536,
             spin_before_park: Duration::ZERO,
-            io: IoMode::Glommio,
+            io: IoMode::Uring,
+            ring_spin: Duration::from_micros(50),
+            ring_entries: 4096,
+            ring_buffers: 256,
+            ring_buffer_size: 16 << 10,
             shutdown_timeout: Duration::from_secs(5),
             rpc: RpcConfig::default(),
             peer_msgs: PeerMsgConfig::default(),

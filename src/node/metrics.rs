@@ -82,6 +82,10 @@ metrics! {
     peer_partial_failed: "counter", "Partial messages dropped (cell absent, timeout, limits).";
     peer_missing_data_in: "counter", "MISSING_DATA requests answered.";
     peer_store_bytes: "gauge", "Bytes held by this shard's cell store.";
+    ring_enters: "counter", "io_uring_enter calls of this shard's ring (ring path).";
+    ring_completions: "counter", "Completions reaped from this shard's ring.";
+    ring_parks: "counter", "Times the ring driver parked (idle) instead of polling.";
+    ring_enobufs: "counter", "Multishot receives ended because every provided buffer was taken (re-armed).";
 }
 
 /// Number of metrics.

@@ -501,6 +501,8 @@ pub(crate) struct HandleInner {
     pub shutdown_timeout: Duration,
     pub rpc_window: u32,
     pub wire: crate::wire::WireConfig,
+    pub io: IoMode,
+    pub shared: Arc<crate::shard::NodeShared>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -526,6 +528,12 @@ impl NodeHandle {
     /// Number of shards.
     pub fn shards(&self) -> usize {
         self.inner.shards
+    }
+
+    /// The socket path the shards actually use: [`IoMode::Glommio`] if the
+    /// kernel refused the ring (on any shard) or it was configured.
+    pub fn io_mode(&self) -> IoMode {
+        if self.inner.shared.fell_back.load(Ordering::Relaxed) { IoMode::Glommio } else { self.inner.io }
     }
 
     /// Sends `msg` to engine `target` on node `to`, as engine `sender`

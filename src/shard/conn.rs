@@ -1,10 +1,11 @@
-//! Connections on glommio's TCP streams: dialing, accepting, the handshake
-//! on both sides, handing accepted sockets to their owner shard, and each
-//! link's reader and writer tasks.
+//! Connections: dialing, accepting, the handshake on both sides, handing
+//! accepted sockets to their owner shard, and each link's reader and
+//! writer tasks — on the shard's own io_uring ring (`super::uring`, the
+//! default) or on glommio's TCP streams (the fallback).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -14,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
+use super::uring::{Ring, RingSocket};
 use super::{Cross, Notify, Shard, wall_ms};
 use crate::handshake::connect::MAX_HANDSHAKE_FRAME;
 use crate::handshake::{
@@ -37,6 +39,62 @@ async fn with_timeout<T, E>(
     .await
 }
 
+/// A connection's socket on either IO path.
+pub(super) enum Sock {
+    Glommio(TcpStream),
+    Ring(RingSocket),
+}
+
+impl Sock {
+    /// Reads some bytes onto the end of `buf` (handshake use); 0 is EOF.
+    async fn read_into(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Sock::Glommio(s) => {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await?;
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Sock::Ring(s) => {
+                let b = s.read(4096).await?;
+                buf.extend_from_slice(&b);
+                Ok(b.len())
+            }
+        }
+    }
+
+    async fn write_all(&mut self, data: Bytes) -> std::io::Result<()> {
+        match self {
+            Sock::Glommio(s) => s.write_all(&data).await,
+            Sock::Ring(s) => s.write_all(data).await,
+        }
+    }
+
+    /// Gives up the descriptor (for another shard to adopt).
+    fn into_raw_fd(self) -> Option<RawFd> {
+        match self {
+            // glommio streams give no descriptor away: a dup travels, the
+            // stream is dropped here.
+            // SAFETY: duplicating a descriptor we hold open.
+            Sock::Glommio(s) => Some(unsafe { libc::dup(s.as_raw_fd()) }).filter(|fd| *fd >= 0),
+            Sock::Ring(s) => Some(s.fd.into_raw_fd()),
+        }
+    }
+
+    /// Wraps a connected TCP socket descriptor for `shard`'s IO path.
+    ///
+    /// # Safety
+    /// `fd` must be an open, connected TCP socket nobody else owns.
+    pub(super) unsafe fn from_raw_fd(shard: &Shard, fd: RawFd) -> Sock {
+        match &shard.ring {
+            // SAFETY: as the caller promised.
+            Some(r) => Sock::Ring(RingSocket { ring: r.clone(), fd: unsafe { OwnedFd::from_raw_fd(fd) } }),
+            // SAFETY: as the caller promised.
+            None => Sock::Glommio(unsafe { TcpStream::from_raw_fd(fd) }),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum HsIo {
     Io,
@@ -46,27 +104,25 @@ enum HsIo {
 }
 
 /// Reads one handshake frame; returns it and whatever followed it.
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut, HsIo> {
+async fn read_frame(stream: &mut Sock, buf: &mut BytesMut) -> Result<BytesMut, HsIo> {
     let mut dec = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
-    let mut chunk = [0u8; 4096];
     loop {
         match dec.decode(buf) {
             Ok(Some(f)) => return Ok(f),
             Ok(None) => {}
             Err(_) => return Err(HsIo::Handshake(HandshakeError::Malformed("handshake frame"))),
         }
-        let n = stream.read(&mut chunk).await.map_err(|_| HsIo::Io)?;
+        let n = stream.read_into(buf).await.map_err(|_| HsIo::Io)?;
         if n == 0 {
             return Err(HsIo::Closed);
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
-async fn write_frame_to(stream: &mut TcpStream, body: &[u8]) -> Result<(), HsIo> {
+async fn write_frame_to(stream: &mut Sock, body: &[u8]) -> Result<(), HsIo> {
     let mut out = BytesMut::with_capacity(body.len() + 4);
     write_frame(&mut out, body);
-    stream.write_all(&out).await.map_err(|_| HsIo::Io)
+    stream.write_all(out.freeze()).await.map_err(|_| HsIo::Io)
 }
 
 /// Dials `addr` and runs the initiator's handshake.
@@ -74,13 +130,19 @@ pub(super) async fn dial(
     shard: &Rc<Shard>,
     remote: crate::handshake::NodeId,
     addr: SocketAddr,
-) -> Result<(TcpStream, Box<Established>, Bytes), (DialFailure, DialError)> {
+) -> Result<(Sock, Box<Established>, Bytes), (DialFailure, DialError)> {
     let cfg = &shard.cfg.handshake;
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let known_remote = shard.shared.adverts.read().ok().and_then(|m| m.get(&remote).map(|a| a.version)).unwrap_or(0);
     let r = with_timeout(timeout, HsIo::Timeout, async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|_| HsIo::Io)?;
-        let _ = stream.set_nodelay(true);
+        let mut stream = match &shard.ring {
+            Some(r) => Sock::Ring(RingSocket::connect(r, addr).await.map_err(|_| HsIo::Io)?),
+            None => {
+                let s = TcpStream::connect(addr).await.map_err(|_| HsIo::Io)?;
+                let _ = s.set_nodelay(true);
+                Sock::Glommio(s)
+            }
+        };
         let (init, msg1) =
             Initiator::start(&shard.identity, remote, shard.shared.our_advert.0, known_remote, cfg, wall_ms())
                 .map_err(HsIo::Handshake)?;
@@ -118,7 +180,7 @@ pub(super) async fn dial(
     })
 }
 
-/// Accepts connections until the shard stops.
+/// Accepts connections until the shard stops (glommio path).
 pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         let stream = match listener.accept().await {
@@ -133,39 +195,76 @@ pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         if shard.stopping.get() {
             return;
         }
-        let shared = &shard.shared;
-        let over = shared.pending_handshakes.load(Ordering::Relaxed) >= shard.cfg.max_pending_handshakes
-            || shared.links.load(Ordering::Relaxed) >= shard.cfg.max_links;
-        if over {
-            // Refused before any cryptography.
-            shard.metrics.add(Metric::handshakes_refused_over_capacity, 1);
-            glommio::spawn_local(async move {
-                let mut stream = stream;
-                let _ = with_timeout(
-                    Duration::from_millis(200),
-                    HsIo::Timeout,
-                    write_frame_to(&mut stream, &early_refusal()),
-                )
-                .await;
-            })
-            .detach();
-            continue;
-        }
-        shared.pending_handshakes.fetch_add(1, Ordering::Relaxed);
-        let s = shard.clone();
-        glommio::spawn_local(async move {
-            respond(&s, stream).await;
-            s.shared.pending_handshakes.fetch_sub(1, Ordering::Relaxed);
-            s.dispatch();
-        })
-        .detach();
+        let _ = stream.set_nodelay(true);
+        accepted(&shard, Sock::Glommio(stream));
     }
 }
 
+/// Accepts connections until the shard stops (ring path: one multishot
+/// accept, re-armed if the kernel ends it).
+pub(super) async fn ring_accept_loop(shard: Rc<Shard>, ring: Rc<Ring>, listener: OwnedFd) {
+    let fd = listener.as_raw_fd();
+    let mut op = ring.accept_multi(fd);
+    loop {
+        let Some(c) = op.next().await else {
+            if shard.stopping.get() {
+                return;
+            }
+            op = ring.accept_multi(fd);
+            continue;
+        };
+        if shard.stopping.get() {
+            if c.res >= 0 {
+                // SAFETY: a descriptor the kernel just gave us; closed here.
+                drop(unsafe { OwnedFd::from_raw_fd(c.res) });
+            }
+            ring.stop(&op);
+            return;
+        }
+        if c.res < 0 {
+            tracing::warn!("accept failed: {}", std::io::Error::from_raw_os_error(-c.res));
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            if op.is_done() {
+                op = ring.accept_multi(fd);
+            }
+            continue;
+        }
+        // SAFETY: a connected socket the kernel just gave us; owned from here.
+        let conn = unsafe { OwnedFd::from_raw_fd(c.res) };
+        let _ = socket2::SockRef::from(&conn).set_nodelay(true);
+        accepted(&shard, Sock::Ring(RingSocket { ring: ring.clone(), fd: conn }));
+    }
+}
+
+/// A connection came in: refuse it before any cryptography if the node is
+/// at a limit, otherwise run the responder's handshake.
+fn accepted(shard: &Rc<Shard>, sock: Sock) {
+    let shared = &shard.shared;
+    let over = shared.pending_handshakes.load(Ordering::Relaxed) >= shard.cfg.max_pending_handshakes
+        || shared.links.load(Ordering::Relaxed) >= shard.cfg.max_links;
+    if over {
+        shard.metrics.add(Metric::handshakes_refused_over_capacity, 1);
+        glommio::spawn_local(async move {
+            let mut sock = sock;
+            let refusal = early_refusal();
+            let _ = with_timeout(Duration::from_millis(200), HsIo::Timeout, write_frame_to(&mut sock, &refusal)).await;
+        })
+        .detach();
+        return;
+    }
+    shared.pending_handshakes.fetch_add(1, Ordering::Relaxed);
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        respond(&s, sock).await;
+        s.shared.pending_handshakes.fetch_sub(1, Ordering::Relaxed);
+        s.dispatch();
+    })
+    .detach();
+}
+
 /// The responder's side of a handshake on an accepted connection.
-async fn respond(shard: &Rc<Shard>, mut stream: TcpStream) {
+async fn respond(shard: &Rc<Shard>, mut stream: Sock) {
     let cfg = &shard.cfg.handshake;
-    let _ = stream.set_nodelay(true);
     let responder = Responder::new(&shard.identity, cfg, wall_ms());
     let mut buf = BytesMut::new();
     let timeout = Duration::from_millis(cfg.timeout_ms);
@@ -237,12 +336,9 @@ async fn respond(shard: &Rc<Shard>, mut stream: TcpStream) {
     if owner == shard.index {
         shard.adopt(stream, *est, leftover);
     } else {
-        // The socket moves to the shard that owns this node: a dup of the fd
-        // travels with the link state; this shard's stream is dropped.
-        // SAFETY: duplicating a descriptor we hold open.
-        let fd = unsafe { libc::dup(stream.as_raw_fd()) };
-        drop(stream);
-        if fd >= 0 {
+        // The socket moves to the shard that owns this node, with the
+        // link state and whatever was read past the handshake.
+        if let Some(fd) = stream.into_raw_fd() {
             shard.mesh_push(owner, Cross::Adopt { fd, est, leftover });
         }
     }
@@ -277,11 +373,20 @@ fn shutdown_now(s: &SharedStream) {
 }
 
 /// Starts the reader and writer tasks of an adopted link.
-pub(super) fn spawn_link(shard: Rc<Shard>, link: LinkId, stream: TcpStream, leftover: Bytes, wake: Rc<Notify>) {
-    let _ = stream.set_nodelay(true);
-    let stream = Rc::new(RefCell::new(stream));
-    glommio::spawn_local(reader(shard.clone(), link, stream.clone(), leftover)).detach();
-    glommio::spawn_local(writer(shard, link, stream, wake)).detach();
+pub(super) fn spawn_link(shard: Rc<Shard>, link: LinkId, sock: Sock, leftover: Bytes, wake: Rc<Notify>) {
+    match sock {
+        Sock::Glommio(stream) => {
+            let _ = stream.set_nodelay(true);
+            let stream = Rc::new(RefCell::new(stream));
+            glommio::spawn_local(reader(shard.clone(), link, stream.clone(), leftover)).detach();
+            glommio::spawn_local(writer(shard, link, stream, wake)).detach();
+        }
+        Sock::Ring(s) => {
+            let s = Rc::new(s);
+            glommio::spawn_local(ring_reader(shard.clone(), link, s.clone(), leftover)).detach();
+            glommio::spawn_local(ring_writer(shard, link, s, wake)).detach();
+        }
+    }
 }
 
 /// Reads land directly in the frame buffer (frames are views into it).
@@ -349,6 +454,90 @@ async fn writer(shard: Rc<Shard>, link: LinkId, stream: SharedStream, wake: Rc<N
         }
         // Going idle: a big buffer is released (a busy link keeps it, so
         // bursts do not pay for fresh pages every time).
+        if out.capacity() > WRITE_KEEP {
+            out = BytesMut::new();
+        }
+        wake.wait().await;
+    }
+}
+
+/// Ring path: a multishot receive feeds provided buffers straight to the
+/// link's decoder (a buffer becomes the link's receive buffer when nothing
+/// is pending, so frames are views into it; otherwise it is appended).
+async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, leftover: Bytes) {
+    let ring = sock.ring.clone();
+    let fd = sock.fd.as_raw_fd();
+    let mut pending = BytesMut::new();
+    pending.extend_from_slice(&leftover);
+    let mut op = ring.recv_multi(fd);
+    'read: loop {
+        if !pending.is_empty() && shard.on_bytes(link, &mut pending).is_err() {
+            break;
+        }
+        if !shard.links.borrow().contains_key(&link) {
+            break;
+        }
+        loop {
+            let Some(c) = op.next().await else {
+                // The multishot receive ended without an error: re-arm it.
+                op = ring.recv_multi(fd);
+                continue;
+            };
+            if c.res > 0 {
+                shard.metrics.add(Metric::bytes_in, c.res as u64);
+                if let Some(b) = c.buf {
+                    if pending.is_empty() {
+                        pending = b;
+                    } else {
+                        pending.extend_from_slice(&b);
+                    }
+                }
+                if op.is_done() {
+                    op = ring.recv_multi(fd);
+                }
+                continue 'read;
+            }
+            if c.res == -libc::ENOBUFS {
+                // Every provided buffer was taken before the driver refilled
+                // them (it has by now): receive again after a turn.
+                shard.metrics.add(Metric::ring_enobufs, 1);
+                futures_lite::future::yield_now().await;
+                if op.is_done() {
+                    op = ring.recv_multi(fd);
+                }
+                continue;
+            }
+            break 'read; // EOF or an error
+        }
+    }
+    ring.stop(&op);
+    // SAFETY: shutdown(2) on a descriptor `sock` owns and keeps open.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    shard.link_closed(link);
+}
+
+/// Ring path: each batch of records leaves in one send that owns its bytes.
+async fn ring_writer(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, wake: Rc<Notify>) {
+    let fd = sock.fd.as_raw_fd();
+    let mut out = BytesMut::new();
+    loop {
+        let (closing, gone) = shard.fill(link, &mut out);
+        if !out.is_empty() {
+            let n = out.len() as u64;
+            if sock.write_all(out.split().freeze()).await.is_err() {
+                // SAFETY: as in ring_reader.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                shard.link_closed(link);
+                return;
+            }
+            shard.metrics.add(Metric::bytes_out, n);
+            continue;
+        }
+        if gone || closing {
+            // SAFETY: as in ring_reader.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            return;
+        }
         if out.capacity() > WRITE_KEEP {
             out = BytesMut::new();
         }

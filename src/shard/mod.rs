@@ -25,6 +25,7 @@
 mod conn;
 mod peer;
 mod rpc;
+mod uring;
 mod wake;
 
 use std::cell::{Cell, RefCell};
@@ -40,12 +41,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use glommio::{GlommioError, LocalExecutorBuilder, ResourceType};
 
 use crate::handshake::{Established, Identity, Link, NodeId, ReplayGuard};
 use crate::node::{
-    Engine, EngineCounts, EngineFactory, HandleInner, Metric, NodeConfig, NodeEvent, NodeHandle, PeerSendError,
+    Engine, EngineCounts, EngineFactory, HandleInner, IoMode, Metric, NodeConfig, NodeEvent, NodeHandle, PeerSendError,
     Placement, SendError, SendOptions, ShardInfo, ShardMetrics, ShutdownReport, StartError, shard_of,
 };
 use crate::proxy::{
@@ -142,6 +143,8 @@ type Batch = Vec<Cross>;
 
 /// State shared by every shard of a node.
 pub(crate) struct NodeShared {
+    /// A shard could not create its ring and uses glommio's streams.
+    pub fell_back: std::sync::atomic::AtomicBool,
     pub replay: Mutex<ReplayGuard>,
     pub pending_handshakes: AtomicUsize,
     pub links: AtomicUsize,
@@ -245,6 +248,12 @@ pub(crate) struct Shard {
     /// connection can queue on it (with SO_REUSEPORT a lingering listener
     /// would take connections meant for a restarted node).
     listen_fd: Cell<Option<RawFd>>,
+    /// The shard's own io_uring ring (`None`: glommio's streams).
+    ring: Option<Rc<uring::Ring>>,
+    /// A clone of the inbox's receiver: the ring driver checks it while
+    /// it spins (glommio polls the inbox's eventfd only when idle).
+    inbox_peek: Receiver<Command>,
+    inbox_poke: Notify,
     rpc: RpcState,
     peer: PeerState,
 }
@@ -805,10 +814,10 @@ impl Shard {
                 self.work.borrow_mut().push_back(Work::Outcome { engine, id, outcome, returned });
             }
             Cross::Adopt { fd, est, leftover } => {
-                // SAFETY: `fd` is a dup of a connected TCP socket handed to us
-                // by the shard that accepted it; nothing else owns it.
-                let stream = unsafe { TcpStream::from_raw_fd(fd) };
-                self.adopt(stream, *est, leftover);
+                // SAFETY: `fd` is a connected TCP socket handed to us by the
+                // shard that accepted it; nothing else owns it.
+                let sock = unsafe { conn::Sock::from_raw_fd(self, fd) };
+                self.adopt(sock, *est, leftover);
             }
             Cross::Call(c) => self.rpc_call(*c),
             Cross::PeerCall(c) => self.peer_call(*c),
@@ -901,7 +910,7 @@ impl Shard {
 
     /// Takes ownership of an established link (dialed here, accepted here,
     /// or handed over by the shard that accepted it).
-    fn adopt(self: &Rc<Self>, stream: TcpStream, est: Established, leftover: Bytes) {
+    fn adopt(self: &Rc<Self>, stream: conn::Sock, est: Established, leftover: Bytes) {
         if self.stopping.get() {
             return;
         }
@@ -1117,7 +1126,12 @@ impl Shard {
                 wake.set_sleeping(false);
                 continue;
             }
-            let _ = efd.read_at(0, 8).await;
+            // The eventfd (glommio, when the shard is idle) or a poke from
+            // the ring driver (when it spins and glommio's reactor waits).
+            let read = async {
+                let _ = efd.read_at(0, 8).await;
+            };
+            futures_lite::future::or(read, self.inbox_poke.wait()).await;
             wake.set_sleeping(false);
         }
     }
@@ -1171,6 +1185,16 @@ impl Shard {
         self.done.notify();
     }
 
+    /// Copies the ring's counters into the shard's metrics.
+    fn sync_ring_metrics(&self) {
+        if let Some(r) = &self.ring {
+            let st = r.stats();
+            self.metrics.set(Metric::ring_enters, st.enters);
+            self.metrics.set(Metric::ring_completions, st.completions);
+            self.metrics.set(Metric::ring_parks, st.parks);
+        }
+    }
+
     fn report(&self) -> ShardReport {
         let mut counts: Vec<(String, EngineCounts)> = self
             .engines
@@ -1195,6 +1219,7 @@ struct ShardInit {
     mesh_rx: Vec<SharedReceiver<Batch>>,
     inbox: Receiver<Command>,
     wake: Arc<EventWake>,
+    io: IoMode,
     engines: Vec<(EngineId, EngineFactory)>,
     external: Vec<EngineId>,
     services: Vec<(String, crate::node::ServiceFactory)>,
@@ -1205,6 +1230,22 @@ struct ShardInit {
 
 async fn run(init: ShardInit) -> ShardReport {
     let info = ShardInfo { index: init.index, count: init.count, node_id: init.identity.node_id() };
+    // The shard's own ring, unless the node uses glommio's streams or the
+    // kernel refuses it here (then this shard falls back, and says so).
+    let ring = match init.io {
+        IoMode::Uring => match uring::Ring::new(ring_config(&init.cfg)) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(
+                    shard = init.index,
+                    "io_uring ring refused ({e}); this shard uses glommio's TCP streams"
+                );
+                init.shared.fell_back.store(true, Ordering::Relaxed);
+                None
+            }
+        },
+        IoMode::Glommio => None,
+    };
     let engines: Vec<EngineSlot> =
         init.engines.iter().map(|(id, f)| EngineSlot { id: *id, engine: RefCell::new(f(&info)) }).collect();
     let engine_index = engines.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
@@ -1251,6 +1292,9 @@ async fn run(init: ShardInit) -> ShardReport {
         done: Notify::default(),
         frames: RefCell::new(Vec::new()),
         listen_fd: Cell::new(init.listener),
+        ring: ring.clone(),
+        inbox_peek: init.inbox.clone(),
+        inbox_poke: Notify::default(),
         rpc,
         peer: PeerState::new(
             init.peer_handler.as_ref().map_or_else(|| Rc::new(peer::NoHandler) as Rc<dyn PeerHandler>, |f| f(&info)),
@@ -1278,10 +1322,31 @@ async fn run(init: ShardInit) -> ShardReport {
     glommio::spawn_local(shard.clone().rpc_timer_task()).detach();
     glommio::spawn_local(shard.clone().peer_timer_task()).detach();
     glommio::spawn_local(shard.clone().inbox_task(init.inbox, init.wake)).detach();
+    if let Some(ring) = &ring {
+        let weak = Rc::downgrade(&shard);
+        glommio::spawn_local(ring.clone().drive(move || {
+            if let Some(s) = weak.upgrade() {
+                if !s.inbox_peek.is_empty() {
+                    s.inbox_poke.notify();
+                }
+                s.sync_ring_metrics();
+            }
+        }))
+        .detach();
+    }
     if let Some(fd) = init.listener {
-        // SAFETY: a listening socket created for this shard in `start`.
-        let listener = unsafe { TcpListener::from_raw_fd(fd) };
-        glommio::spawn_local(conn::accept_loop(shard.clone(), listener)).detach();
+        match &ring {
+            Some(r) => {
+                // SAFETY: a listening socket created for this shard in `start`.
+                let listener = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+                glommio::spawn_local(conn::ring_accept_loop(shard.clone(), r.clone(), listener)).detach();
+            }
+            None => {
+                // SAFETY: a listening socket created for this shard in `start`.
+                let listener = unsafe { TcpListener::from_raw_fd(fd) };
+                glommio::spawn_local(conn::accept_loop(shard.clone(), listener)).detach();
+            }
+        }
     }
     // Configured peers this shard owns.
     let now = shard.now();
@@ -1323,6 +1388,15 @@ fn bind_listeners(addr: SocketAddr, n: usize) -> std::io::Result<(SocketAddr, Ve
     Ok((actual, fds))
 }
 
+fn ring_config(cfg: &NodeConfig) -> uring::RingConfig {
+    uring::RingConfig {
+        entries: cfg.ring_entries,
+        buffers: cfg.ring_buffers,
+        buffer_size: cfg.ring_buffer_size,
+        spin: cfg.ring_spin,
+    }
+}
+
 pub(crate) fn start(
     identity: Identity,
     cfg: NodeConfig,
@@ -1362,6 +1436,18 @@ pub(crate) fn start(
         None => (None, vec![None; n]),
     };
     let epoch_ms = crate::node::mono_ms();
+    // The IO path: a probe ring here tells whether this kernel allows every
+    // ring feature the shards use; if not, the node uses glommio's streams.
+    let io = match cfg.io {
+        IoMode::Uring => match uring::Ring::probe(ring_config(&cfg)) {
+            Ok(()) => IoMode::Uring,
+            Err(e) => {
+                tracing::warn!("io_uring ring refused ({e}): falling back to glommio's TCP streams");
+                IoMode::Glommio
+            }
+        },
+        IoMode::Glommio => IoMode::Glommio,
+    };
     let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_capacity);
     let created = wall_ms();
     let advert = NodeAdvert {
@@ -1376,6 +1462,7 @@ pub(crate) fn start(
     cfg.proxy.incarnation = (created << 16) ^ u64::from(std::process::id()) | 1;
     cfg.proxy.wire = cfg.wire;
     let shared = Arc::new(NodeShared {
+        fell_back: std::sync::atomic::AtomicBool::new(false),
         replay: Mutex::new(ReplayGuard::new(cfg.handshake.max_clock_skew_ms, cfg.replay_cache)),
         pending_handshakes: AtomicUsize::new(0),
         links: AtomicUsize::new(0),
@@ -1422,6 +1509,7 @@ pub(crate) fn start(
             mesh_rx,
             inbox: inbox_rx,
             wake,
+            io,
             engines: engines.clone(),
             external: external.clone(),
             services: services.clone(),
@@ -1435,12 +1523,18 @@ pub(crate) fn start(
             Placement::Cpus(v) if !v.is_empty() => glommio::Placement::Fixed(v[i % v.len()]),
             Placement::Cpus(_) => glommio::Placement::Unbound,
         };
-        let handle = LocalExecutorBuilder::new(placement)
-            .name(&format!("shardwire-{i}"))
-            .io_memory(1 << 20)
-            .spin_before_park(cfg.spin_before_park)
-            .spawn(move || run(init))
-            .map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
+        let builder = LocalExecutorBuilder::new(placement).name(&format!("shardwire-{i}")).io_memory(1 << 20);
+        let builder = match io {
+            // The ring driver does the spinning; glommio's reactor (timers,
+            // channels, the inbox's eventfd) runs at least every 5 ms while it
+            // does. 5 ms, not glommio's 100 ms default, keeps timers and
+            // cross-shard batches timely; not 1 ms, because each reactor pass
+            // stalls the driver for ~45 us (docs/performance.md).
+            IoMode::Uring => builder.preempt_timer(Duration::from_millis(5)),
+            IoMode::Glommio => builder.spin_before_park(cfg.spin_before_park),
+        };
+        let handle =
+            builder.spawn(move || run(init)).map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
         threads.push(handle);
     }
     drop(ready_tx);
@@ -1468,6 +1562,8 @@ pub(crate) fn start(
             shutdown_timeout: cfg.shutdown_timeout,
             rpc_window: cfg.rpc.stream_window,
             wire: cfg.wire,
+            io,
+            shared: shared.clone(),
         }),
     })
 }

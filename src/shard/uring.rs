@@ -1,0 +1,576 @@
+//! The shard's own io_uring ring: completion-based socket IO for links,
+//! driven by a glommio task that polls the ring's memory.
+//!
+//! One ring per shard, created on the shard's thread with `SINGLE_ISSUER |
+//! DEFER_TASKRUN | TASKRUN_FLAG` and never shared. Operations are pushed as
+//! SQEs by the tasks that need them; the driver task submits everything
+//! pushed since its last tick in one `io_uring_enter`, which also runs the
+//! deferred completions, then wakes the tasks whose operations completed.
+//! It enters the kernel only when something is to be submitted, the kernel
+//! flagged deferred work (`IORING_SQ_TASKRUN`) or an overflowed completion
+//! queue, or every 1,024 idle polls as a safety net.
+//!
+//! Receiving: one multishot receive per socket, into a ring of provided
+//! buffers the shard owns. A completed buffer is taken out of its slot and
+//! handed to the link's frame decoder as it is (no copy), and the slot is
+//! refilled with fresh memory at once; running out (`ENOBUFS`) ends the
+//! multishot receive, which the link re-arms once the driver has refilled.
+//! Sending: an operation owns its bytes until its completion arrives, even
+//! if the future that asked for it is dropped.
+//!
+//! Idle behaviour: after the last completion the driver keeps polling for
+//! `spin` (default 50 µs), yielding to other tasks between polls; then it
+//! parks on an eventfd registered with the ring (awaited through glommio),
+//! so an idle shard sleeps and glommio's timers and channels run. A task
+//! that pushes an operation while the driver is parked wakes it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use super::wake::Notify;
+
+const GETEVENTS: u32 = 1;
+/// user_data of cancel requests (their completions are ignored).
+const CANCEL: u64 = u64::MAX;
+/// The provided-buffer group of every shard's ring (groups are per ring).
+const BGID: u16 = 0;
+
+/// Ring settings (from the node configuration).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingConfig {
+    pub entries: u32,
+    pub buffers: u16,
+    pub buffer_size: usize,
+    pub spin: Duration,
+}
+
+/// One completion, as a waiting task sees it.
+pub(crate) struct Completion {
+    pub res: i32,
+    /// The provided buffer it filled (`res` bytes), for buffer-select receives.
+    pub buf: Option<BytesMut>,
+}
+
+/// What an operation keeps alive until its last completion.
+enum Keep {
+    None,
+    Send(#[allow(dead_code)] Bytes),
+    Addr(#[allow(dead_code)] Box<(libc::sockaddr_storage, libc::socklen_t)>),
+    Buf(Vec<u8>),
+}
+
+/// An operation in flight (or a multishot one still running).
+pub(crate) struct Op {
+    results: RefCell<VecDeque<Completion>>,
+    waker: RefCell<Option<Waker>>,
+    /// The last completion arrived (no more will).
+    done: Cell<bool>,
+    keep: RefCell<Keep>,
+    slot: Cell<usize>,
+}
+
+impl Op {
+    fn new(keep: Keep) -> Rc<Op> {
+        Rc::new(Op {
+            results: RefCell::new(VecDeque::new()),
+            waker: RefCell::new(None),
+            done: Cell::new(false),
+            keep: RefCell::new(keep),
+            slot: Cell::new(usize::MAX),
+        })
+    }
+
+    /// Whether no further completion will come.
+    pub fn is_done(&self) -> bool {
+        self.done.get()
+    }
+
+    /// The next completion, waiting for it.
+    pub fn next(self: &Rc<Self>) -> impl Future<Output = Option<Completion>> + '_ {
+        std::future::poll_fn(move |cx| {
+            if let Some(c) = self.results.borrow_mut().pop_front() {
+                return Poll::Ready(Some(c));
+            }
+            if self.done.get() {
+                return Poll::Ready(None);
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+}
+
+/// The provided-buffer ring: `n` entries the kernel picks receive buffers
+/// from; each slot's memory is a `BytesMut` the shard owns until a
+/// completion hands it to a link.
+struct BufRing {
+    entries: *mut types::BufRingEntry,
+    map_len: usize,
+    mask: u16,
+    tail: u16,
+    slots: Vec<Option<BytesMut>>,
+    size: usize,
+}
+
+impl BufRing {
+    fn new(n: u16, size: usize) -> io::Result<BufRing> {
+        let map_len = (usize::from(n) * std::mem::size_of::<types::BufRingEntry>()).max(4096);
+        // SAFETY: an anonymous private mapping; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(BufRing { entries: p.cast(), map_len, mask: n - 1, tail: 0, slots: (0..n).map(|_| None).collect(), size })
+    }
+
+    /// Gives slot `bid` fresh memory and publishes it to the kernel.
+    fn refill(&mut self, bid: u16) {
+        let mut b = BytesMut::with_capacity(self.size);
+        let addr = b.as_mut_ptr() as u64;
+        self.slots[usize::from(bid)] = Some(b);
+        // SAFETY: `tail & mask` indexes the mapped entry array; the kernel
+        // reads entries only up to the tail we publish below.
+        unsafe {
+            let e = &mut *self.entries.add(usize::from(self.tail & self.mask));
+            e.set_addr(addr);
+            e.set_len(self.size as u32);
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail field overlays the first entry's reserved field
+        // (io_uring_buf_ring); it is written with release ordering so the
+        // kernel sees the entries first.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries).cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// Takes the buffer the kernel filled with `len` bytes.
+    fn take(&mut self, bid: u16, len: usize) -> Option<BytesMut> {
+        let mut b = self.slots.get_mut(usize::from(bid))?.take()?;
+        // SAFETY: the kernel wrote `len` (<= capacity) bytes into it.
+        unsafe { b.set_len(len.min(b.capacity())) };
+        self.refill(bid);
+        Some(b)
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping (the ring that used it is gone).
+        unsafe { libc::munmap(self.entries.cast(), self.map_len) };
+    }
+}
+
+/// Counters of one ring.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RingStats {
+    pub enters: u64,
+    pub completions: u64,
+    pub enobufs: u64,
+    pub parks: u64,
+}
+
+/// A shard's ring and its operations.
+pub(crate) struct Ring {
+    // Field order: the ring is dropped before the buffer memory it uses.
+    ring: RefCell<IoUring>,
+    bufs: RefCell<BufRing>,
+    ops: RefCell<Vec<Option<Rc<Op>>>>,
+    free: RefCell<Vec<usize>>,
+    /// Registered with the ring; the parked driver waits on it.
+    eventfd: OwnedFd,
+    parked: Cell<bool>,
+    wake: Notify,
+    spin: Duration,
+    stats: Cell<RingStats>,
+}
+
+impl Ring {
+    /// Creates the ring on the calling (shard) thread.
+    pub fn new(cfg: RingConfig) -> io::Result<Rc<Ring>> {
+        if !cfg.buffers.is_power_of_two() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "ring buffers must be a power of two"));
+        }
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_cqsize(cfg.entries.saturating_mul(4))
+            .build(cfg.entries)?;
+        let mut bufs = BufRing::new(cfg.buffers, cfg.buffer_size)?;
+        // SAFETY: the entry array stays mapped for the ring's lifetime (the
+        // ring is dropped first: field order).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(bufs.entries as u64, cfg.buffers, BGID, 0)?;
+        }
+        for bid in 0..cfg.buffers {
+            bufs.refill(bid);
+        }
+        // Blocking on purpose: glommio's read of it must wait, not fail.
+        // SAFETY: eventfd takes no pointers; the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
+        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        Ok(Rc::new(Ring {
+            ring: RefCell::new(ring),
+            bufs: RefCell::new(bufs),
+            ops: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            eventfd,
+            parked: Cell::new(false),
+            wake: Notify::default(),
+            spin: cfg.spin,
+            stats: Cell::new(RingStats::default()),
+        }))
+    }
+
+    /// Whether this kernel gives a ring with every feature the shard uses.
+    ///
+    /// The probe ring lives on a thread of its own: tearing a ring down
+    /// queues kernel task work on the thread that made it, which interrupts
+    /// that thread's next blocking call with a timeout (`EINTR`). The
+    /// caller's thread (a validator's, a test's) must not see that.
+    pub fn probe(cfg: RingConfig) -> io::Result<()> {
+        std::thread::Builder::new()
+            .name("shardwire-ring-probe".into())
+            .spawn(move || Ring::new(cfg).map(drop))?
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("ring probe thread panicked")))
+    }
+
+    pub fn stats(&self) -> RingStats {
+        self.stats.get()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut RingStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Queues `sqe` for `op` (submitted at the driver's next tick).
+    fn push(&self, sqe: squeue::Entry, op: &Rc<Op>) {
+        let slot = {
+            let mut ops = self.ops.borrow_mut();
+            match self.free.borrow_mut().pop() {
+                Some(i) => {
+                    ops[i] = Some(op.clone());
+                    i
+                }
+                None => {
+                    ops.push(Some(op.clone()));
+                    ops.len() - 1
+                }
+            }
+        };
+        op.slot.set(slot);
+        self.push_raw(sqe.user_data(slot as u64));
+    }
+
+    fn push_raw(&self, sqe: squeue::Entry) {
+        let mut ring = self.ring.borrow_mut();
+        loop {
+            // SAFETY: every buffer an SQE points to is owned by its Op
+            // (`keep`) or by the buffer ring until the last completion.
+            if unsafe { ring.submission().push(&sqe) }.is_ok() {
+                break;
+            }
+            // Full: hand what is queued to the kernel now.
+            drop(ring);
+            self.enter();
+            ring = self.ring.borrow_mut();
+        }
+        drop(ring);
+        if self.parked.get() {
+            self.wake.notify();
+        }
+    }
+
+    /// Asks the kernel to cancel `op` (its last completion still arrives).
+    fn cancel(&self, op: &Op) {
+        if !op.done.get() && op.slot.get() != usize::MAX {
+            self.push_raw(opcode::AsyncCancel::new(op.slot.get() as u64).build().user_data(CANCEL));
+        }
+    }
+
+    /// Submits what is queued and runs deferred completions.
+    fn enter(&self) {
+        let to_submit = self.ring.borrow_mut().submission().len() as u32;
+        let ring = self.ring.borrow();
+        // SAFETY: plain io_uring_enter without an argument struct.
+        let _ = unsafe { ring.submitter().enter::<libc::sigset_t>(to_submit, 0, GETEVENTS, None) };
+        drop(ring);
+        self.bump(|s| s.enters += 1);
+    }
+
+    /// Moves completions to their operations and wakes their tasks.
+    fn reap(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let cqe = {
+                let mut ring = self.ring.borrow_mut();
+                ring.completion().next()
+            };
+            let Some(cqe) = cqe else { break };
+            n += 1;
+            let ud = cqe.user_data();
+            if ud == CANCEL {
+                continue;
+            }
+            let slot = ud as usize;
+            let Some(op) = self.ops.borrow().get(slot).and_then(|o| o.clone()) else { continue };
+            let flags = cqe.flags();
+            let buf = cqueue::buffer_select(flags)
+                .and_then(|bid| self.bufs.borrow_mut().take(bid, usize::try_from(cqe.result()).unwrap_or(0)));
+            if cqe.result() == -libc::ENOBUFS {
+                self.bump(|s| s.enobufs += 1);
+            }
+            op.results.borrow_mut().push_back(Completion { res: cqe.result(), buf });
+            if !cqueue::more(flags) {
+                op.done.set(true);
+                self.ops.borrow_mut()[slot] = None;
+                self.free.borrow_mut().push(slot);
+            }
+            if let Some(w) = op.waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+        if n > 0 {
+            self.bump(|s| s.completions += n as u64);
+        }
+        n
+    }
+
+    fn sq_flags(&self) -> (usize, bool, bool) {
+        let mut ring = self.ring.borrow_mut();
+        let sq = ring.submission();
+        (sq.len(), sq.taskrun(), sq.cq_overflow())
+    }
+
+    /// The driver: runs until the shard stops (the executor drops it).
+    pub async fn drive(self: Rc<Self>, mut on_tick: impl FnMut()) {
+        let mut polls: u32 = 0;
+        let mut last = Instant::now();
+        loop {
+            polls = polls.wrapping_add(1);
+            let mut n = self.reap();
+            let (sq, taskrun, overflow) = self.sq_flags();
+            if sq > 0 || taskrun || overflow || polls % 1024 == 0 {
+                self.enter();
+                n += self.reap();
+            }
+            if polls % 16 == 0 {
+                on_tick();
+            }
+            if n > 0 || sq > 0 {
+                last = Instant::now();
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            if last.elapsed() < self.spin {
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            self.park().await;
+            last = Instant::now();
+        }
+    }
+
+    /// Sleeps until the ring has work or a task pushes an operation.
+    async fn park(&self) {
+        self.parked.set(true);
+        self.bump(|s| s.parks += 1);
+        // A stale count would wake us at once: drain it, then re-check the
+        // ring (work that arrived meanwhile is not lost: it is in the ring).
+        let fd = self.eventfd.as_raw_fd();
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one pollfd we own; read 8 bytes into a u64 we own.
+        unsafe {
+            if libc::poll(&mut p, 1, 0) == 1 {
+                let mut v = 0u64;
+                libc::read(fd, (&mut v as *mut u64).cast(), 8);
+            }
+        }
+        self.enter();
+        let (sq, taskrun, _) = self.sq_flags();
+        if self.reap() > 0 || sq > 0 || taskrun {
+            self.parked.set(false);
+            return;
+        }
+        // SAFETY: a dup of our eventfd, owned by the BufferedFile from now on.
+        let file = unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(fd)) };
+        let _ = futures_lite::future::or(
+            async {
+                let _ = file.read_at(0, 8).await;
+            },
+            self.wake.wait(),
+        )
+        .await;
+        let _ = file.close().await;
+        self.parked.set(false);
+    }
+
+    // ---- operations ----
+
+    /// Sends `data` on `fd`; the bytes stay owned by the operation until
+    /// the kernel is done with them. Returns how many were sent.
+    pub async fn send(self: &Rc<Self>, fd: RawFd, data: Bytes) -> io::Result<usize> {
+        let op = Op::new(Keep::None);
+        let sqe = opcode::Send::new(types::Fd(fd), data.as_ptr(), data.len() as u32).flags(libc::MSG_NOSIGNAL).build();
+        *op.keep.borrow_mut() = Keep::Send(data);
+        self.push(sqe, &op);
+        self.result(op).await.map(|r| r as usize)
+    }
+
+    /// Receives at most `max` bytes from `fd` into memory the operation owns.
+    pub async fn recv(self: &Rc<Self>, fd: RawFd, max: usize) -> io::Result<BytesMut> {
+        let mut v = vec![0u8; max];
+        let sqe = opcode::Recv::new(types::Fd(fd), v.as_mut_ptr(), max as u32).build();
+        let op = Op::new(Keep::Buf(v));
+        self.push(sqe, &op);
+        let n = self.result(op.clone()).await? as usize;
+        let Keep::Buf(mut v) = std::mem::replace(&mut *op.keep.borrow_mut(), Keep::None) else {
+            return Err(io::Error::other("receive buffer missing"));
+        };
+        v.truncate(n);
+        Ok(BytesMut::from(&v[..]))
+    }
+
+    /// Connects `fd` to `addr`.
+    pub async fn connect(self: &Rc<Self>, fd: RawFd, addr: SocketAddr) -> io::Result<()> {
+        let sa = socket2::SockAddr::from(addr);
+        let mut storage: Box<(libc::sockaddr_storage, libc::socklen_t)> =
+            // SAFETY: sockaddr_storage is plain data; zero is a valid value.
+            Box::new((unsafe { std::mem::zeroed() }, sa.len()));
+        // SAFETY: copies `sa.len()` bytes of the address into storage big
+        // enough for any socket address.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                sa.as_ptr().cast::<u8>(),
+                (&mut storage.0 as *mut libc::sockaddr_storage).cast::<u8>(),
+                sa.len() as usize,
+            )
+        };
+        let sqe = opcode::Connect::new(types::Fd(fd), (&storage.0 as *const libc::sockaddr_storage).cast(), storage.1)
+            .build();
+        let op = Op::new(Keep::Addr(storage));
+        self.push(sqe, &op);
+        self.result(op).await.map(drop)
+    }
+
+    /// Starts a multishot receive on `fd` into the provided buffers.
+    pub fn recv_multi(self: &Rc<Self>, fd: RawFd) -> Rc<Op> {
+        let op = Op::new(Keep::None);
+        self.push(opcode::RecvMulti::new(types::Fd(fd), BGID).build(), &op);
+        op
+    }
+
+    /// Starts a multishot accept on the listening socket `fd`.
+    pub fn accept_multi(self: &Rc<Self>, fd: RawFd) -> Rc<Op> {
+        let op = Op::new(Keep::None);
+        self.push(opcode::AcceptMulti::new(types::Fd(fd)).flags(libc::SOCK_CLOEXEC).build(), &op);
+        op
+    }
+
+    /// Cancels a running (multishot) operation.
+    pub fn stop(&self, op: &Op) {
+        self.cancel(op);
+    }
+
+    /// Waits for a single-shot operation's result; cancels it if dropped.
+    fn result(self: &Rc<Self>, op: Rc<Op>) -> ResultFuture {
+        ResultFuture { ring: self.clone(), op }
+    }
+}
+
+/// A single-shot operation's result. Dropping it early cancels the
+/// operation; its buffers stay alive until the kernel lets go.
+struct ResultFuture {
+    ring: Rc<Ring>,
+    op: Rc<Op>,
+}
+
+impl Future for ResultFuture {
+    type Output = io::Result<i32>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(c) = self.op.results.borrow_mut().pop_front() {
+            return Poll::Ready(if c.res < 0 { Err(io::Error::from_raw_os_error(-c.res)) } else { Ok(c.res) });
+        }
+        *self.op.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for ResultFuture {
+    fn drop(&mut self) {
+        if !self.op.done.get() {
+            self.ring.cancel(&self.op);
+        }
+    }
+}
+
+/// A TCP socket whose IO goes through the shard's ring.
+pub(crate) struct RingSocket {
+    pub ring: Rc<Ring>,
+    pub fd: OwnedFd,
+}
+
+impl RingSocket {
+    /// A new non-blocking TCP socket for `addr`'s family, connected through the ring.
+    pub async fn connect(ring: &Rc<Ring>, addr: SocketAddr) -> io::Result<RingSocket> {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM.nonblocking().cloexec(),
+            Some(socket2::Protocol::TCP),
+        )?;
+        let _ = s.set_nodelay(true);
+        let fd: OwnedFd = s.into();
+        ring.connect(fd.as_raw_fd(), addr).await?;
+        Ok(RingSocket { ring: ring.clone(), fd })
+    }
+
+    /// Reads some bytes (handshake use).
+    pub async fn read(&self, max: usize) -> io::Result<BytesMut> {
+        self.ring.recv(self.fd.as_raw_fd(), max).await
+    }
+
+    /// Writes all of `data`.
+    pub async fn write_all(&self, mut data: Bytes) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = self.ring.send(self.fd.as_raw_fd(), data.clone()).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let _ = data.split_to(n.min(data.len()));
+        }
+        Ok(())
+    }
+}
