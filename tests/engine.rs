@@ -16,7 +16,6 @@ use shardwire::proxy::{EngineId, EngineMsg, MsgId, NotQueued, Outcome, Permanenc
 
 const T: Duration = Duration::from_secs(30);
 
-#[test]
 fn two_nodes_exchange_a_message() {
     let a = node(2);
     let b = node(2);
@@ -65,7 +64,6 @@ fn identity_on(shard: usize) -> Identity {
     }
 }
 
-#[test]
 fn three_nodes_all_pairs_with_cross_shard_paths() {
     // Owner shards (of 2): A on 0, B and C on 1. Only shard 0 accepts, so
     // links from B or C are handed to shard 1 on arrival; a Forward engine
@@ -158,7 +156,6 @@ fn three_nodes_all_pairs_with_cross_shard_paths() {
     }
 }
 
-#[test]
 fn permanent_link_through_resets_delivers_exactly_once_in_order() {
     let b = node(2);
     let a = node(2);
@@ -199,7 +196,6 @@ fn permanent_link_through_resets_delivers_exactly_once_in_order() {
     b.shutdown(Duration::from_secs(2));
 }
 
-#[test]
 fn permanent_link_comes_back_after_the_peer_restarts() {
     let b_id = Identity::generate();
     let b = builder(2).identity(b_id.clone()).start().unwrap();
@@ -227,7 +223,6 @@ fn permanent_link_comes_back_after_the_peer_restarts() {
     b2.shutdown(Duration::from_secs(1));
 }
 
-#[test]
 fn ephemeral_links_close_when_idle_and_are_not_reestablished() {
     let b = node(1);
     let a = builder(1).configure(|c| c.proxy.idle_timeout_ms = 300).start().unwrap();
@@ -256,7 +251,6 @@ fn ephemeral_links_close_when_idle_and_are_not_reestablished() {
     }
 }
 
-#[test]
 fn set_permanence_at_run_time() {
     let b = node(1);
     let a = node(1);
@@ -273,7 +267,6 @@ fn first_outcome(n: &NodeHandle) -> Outcome {
     outcomes(&collect(n, T, |e| !outcomes(e).is_empty())).first().map(|x| x.1).expect("an outcome")
 }
 
-#[test]
 fn refusals_end_to_end() {
     // Denied by an allow-list.
     let other = Identity::generate();
@@ -305,7 +298,6 @@ fn refusals_end_to_end() {
     }
 }
 
-#[test]
 fn unknown_engine_is_refused_back_to_the_sender() {
     let b = node(1);
     let a = node(1);
@@ -316,7 +308,6 @@ fn unknown_engine_is_refused_back_to_the_sender() {
     b.shutdown(Duration::from_secs(1));
 }
 
-#[test]
 fn a_thousand_concurrent_links_to_one_node() {
     let server = node(2);
     let addr = server.listen_addr().unwrap();
@@ -336,7 +327,6 @@ fn a_thousand_concurrent_links_to_one_node() {
     server.shutdown(Duration::from_secs(1));
 }
 
-#[test]
 fn metrics_and_graceful_shutdown_report() {
     let b = node(2);
     let a = node(2);
@@ -373,7 +363,6 @@ fn metrics_and_graceful_shutdown_report() {
     b.shutdown(Duration::from_secs(1));
 }
 
-#[test]
 fn simultaneous_dials_settle_on_one_link() {
     for round in 0..3 {
         let (ia, ib) = (Identity::generate(), Identity::generate());
@@ -396,7 +385,6 @@ fn simultaneous_dials_settle_on_one_link() {
     }
 }
 
-#[test]
 fn adverts_are_exchanged_when_one_side_is_behind() {
     let a = node(1);
     let b = node(2);
@@ -420,3 +408,18 @@ fn adverts_are_exchanged_when_one_side_is_behind() {
     a.shutdown(Duration::from_secs(1));
     b.shutdown(Duration::from_secs(1));
 }
+
+on_both_io_paths!(
+    two_nodes_exchange_a_message,
+    three_nodes_all_pairs_with_cross_shard_paths,
+    permanent_link_through_resets_delivers_exactly_once_in_order,
+    permanent_link_comes_back_after_the_peer_restarts,
+    ephemeral_links_close_when_idle_and_are_not_reestablished,
+    set_permanence_at_run_time,
+    refusals_end_to_end,
+    unknown_engine_is_refused_back_to_the_sender,
+    a_thousand_concurrent_links_to_one_node,
+    metrics_and_graceful_shutdown_report,
+    simultaneous_dials_settle_on_one_link,
+    adverts_are_exchanged_when_one_side_is_behind,
+);

@@ -113,7 +113,6 @@ fn next(got: &Receiver<Got>) -> Got {
     got.recv_timeout(20 * SEC).expect("an event from the peer handler")
 }
 
-#[test]
 fn query_status_transact_get_results() {
     let s = server(2, |b| b);
     let c = client_of(&s.node);
@@ -148,7 +147,6 @@ fn query_status_transact_get_results() {
     }
 }
 
-#[test]
 fn load_is_shed_with_a_result_never_silence() {
     let s = server(1, |b| b.configure(|c| c.peer_msgs.max_pending_requests = 2));
     let c = client_of(&s.node);
@@ -167,7 +165,6 @@ fn load_is_shed_with_a_result_never_silence() {
     s.node.shutdown(SEC);
 }
 
-#[test]
 fn partial_belief_is_completed_through_missing_data_and_delivered_once() {
     let s = server(2, |b| b);
     let c = client_of(&s.node);
@@ -200,7 +197,6 @@ fn partial_belief_is_completed_through_missing_data_and_delivered_once() {
     s.node.shutdown(SEC);
 }
 
-#[test]
 fn missing_cells_that_never_come_or_are_absent_drop_the_message_with_an_error() {
     let s = server(1, |b| b.configure(|c| c.peer_msgs.partial_timeout_ms = 300));
     let c = client_of(&s.node);
@@ -220,7 +216,6 @@ fn missing_cells_that_never_come_or_are_absent_drop_the_message_with_an_error() 
     s.node.shutdown(SEC);
 }
 
-#[test]
 fn belief_rate_drops_and_counts_serving_trusted_peers_first() {
     let trusted = common::node(1);
     let t_id = trusted.node_id();
@@ -260,7 +255,6 @@ fn belief_rate_drops_and_counts_serving_trusted_peers_first() {
     }
 }
 
-#[test]
 fn requests_time_out_or_fail_typed() {
     let s = server(1, |b| b);
     let c = client_of(&s.node);
@@ -273,3 +267,12 @@ fn requests_time_out_or_fail_typed() {
     c.shutdown(SEC);
     s.node.shutdown(SEC);
 }
+
+on_both_io_paths!(
+    query_status_transact_get_results,
+    load_is_shed_with_a_result_never_silence,
+    partial_belief_is_completed_through_missing_data_and_delivered_once,
+    missing_cells_that_never_come_or_are_absent_drop_the_message_with_an_error,
+    belief_rate_drops_and_counts_serving_trusted_peers_first,
+    requests_time_out_or_fail_typed,
+);

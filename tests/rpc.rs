@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shardwire::handshake::Identity;
-use shardwire::node::{Metric, Node, NodeBuilder, NodeEvent, NodeHandle, Shards, service_fn};
+use shardwire::node::{Metric, NodeBuilder, NodeEvent, NodeHandle, service_fn};
 use shardwire::proxy::Permanence;
 use shardwire::rpc::{RPC_ENGINE, RejectReason, RpcError, RpcMsg, RpcRequest, Status};
 use shardwire::wire::WireConfig;
@@ -121,7 +121,6 @@ fn no_leaks(c: &NodeHandle, s: &NodeHandle) {
     );
 }
 
-#[test]
 fn unary_and_streamed_calls() {
     let probe = Arc::new(Probe::default());
     let s = server_with(2, probe.clone(), |b| b);
@@ -144,7 +143,6 @@ fn unary_and_streamed_calls() {
     s.shutdown(SEC);
 }
 
-#[test]
 fn ten_thousand_concurrent_calls_on_one_link_matched_out_of_order() {
     let probe = Arc::new(Probe::default());
     let s = server_with(1, probe.clone(), |b| b);
@@ -171,14 +169,9 @@ fn ten_thousand_concurrent_calls_on_one_link_matched_out_of_order() {
 
 /// A node that dials but does not listen (so a server cannot dial back).
 fn dial_only(shards: usize) -> NodeHandle {
-    Node::builder()
-        .identity(Identity::generate())
-        .shards(Shards::Count(shards))
+    common::bare_builder(shards)
         .external_engine(common::APP)
-        .configure(|c| {
-            c.proxy.backoff_min_ms = 10;
-            c.proxy.backoff_max_ms = 200;
-        })
+        .configure(|c| c.proxy.backoff_max_ms = 200)
         .start()
         .unwrap()
 }
@@ -194,7 +187,6 @@ fn next_rpc(n: &NodeHandle) -> RpcMsg {
     panic!("no RPC message arrived");
 }
 
-#[test]
 fn deadline_passed_before_the_server_starts_the_call() {
     // A request whose time was up when it was sent (deadline 0 on the
     // wire), spoken raw through an external engine.
@@ -241,7 +233,6 @@ fn deadline_passed_before_the_server_starts_the_call() {
     s.shutdown(SEC);
 }
 
-#[test]
 fn deadline_passes_while_the_server_works() {
     let probe = Arc::new(Probe::default());
     let s = server_with(2, probe.clone(), |b| b);
@@ -272,7 +263,6 @@ fn deadline_passes_while_the_server_works() {
     s.shutdown(SEC);
 }
 
-#[test]
 fn response_lost_in_an_outage() {
     let probe = Arc::new(Probe::default());
     let s = server_with(1, probe.clone(), |b| b);
@@ -296,7 +286,6 @@ fn response_lost_in_an_outage() {
     s.shutdown(SEC);
 }
 
-#[test]
 fn session_rejections_and_per_peer_limits() {
     let probe = Arc::new(Probe::default());
     let s = server_with(2, probe.clone(), |b| {
@@ -352,7 +341,6 @@ fn session_rejections_and_per_peer_limits() {
     s.shutdown(SEC);
 }
 
-#[test]
 fn client_side_call_limit() {
     let probe = Arc::new(Probe::default());
     let s = server_with(1, probe.clone(), |b| b);
@@ -371,7 +359,6 @@ fn client_side_call_limit() {
     s.shutdown(SEC);
 }
 
-#[test]
 fn slow_stream_consumer_bounds_the_producer_and_cancel_stops_it() {
     let probe = Arc::new(Probe::default());
     let s = server_with(2, probe.clone(), |b| b);
@@ -402,7 +389,6 @@ fn slow_stream_consumer_bounds_the_producer_and_cancel_stops_it() {
     s.shutdown(SEC);
 }
 
-#[test]
 fn calls_from_an_engine_on_another_shard_and_streams_awaited_on_shards() {
     use shardwire::node::{Engine, ShardCtx};
     use shardwire::proxy::EngineMsg;
@@ -457,7 +443,6 @@ fn calls_from_an_engine_on_another_shard_and_streams_awaited_on_shards() {
     s.shutdown(SEC);
 }
 
-#[test]
 fn server_restart_fails_calls_in_flight_as_peer_restarted() {
     let probe = Arc::new(Probe::default());
     let id = Identity::generate();
@@ -480,3 +465,16 @@ fn server_restart_fails_calls_in_flight_as_peer_restarted() {
     c.shutdown(SEC);
     s2.shutdown(SEC);
 }
+
+on_both_io_paths!(
+    unary_and_streamed_calls,
+    ten_thousand_concurrent_calls_on_one_link_matched_out_of_order,
+    deadline_passed_before_the_server_starts_the_call,
+    deadline_passes_while_the_server_works,
+    response_lost_in_an_outage,
+    session_rejections_and_per_peer_limits,
+    client_side_call_limit,
+    slow_stream_consumer_bounds_the_producer_and_cancel_stops_it,
+    calls_from_an_engine_on_another_shard_and_streams_awaited_on_shards,
+    server_restart_fails_calls_in_flight_as_peer_restarted,
+);

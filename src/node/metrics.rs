@@ -86,6 +86,8 @@ metrics! {
     ring_completions: "counter", "Completions reaped from this shard's ring.";
     ring_parks: "counter", "Times the ring driver parked (idle) instead of polling.";
     ring_enobufs: "counter", "Multishot receives ended because every provided buffer was taken (re-armed).";
+    ring_ops_in_flight: "gauge", "Operations this shard's ring has in the kernel (multishot ones included).";
+    ring_send_bytes_held: "gauge", "Bytes owned by send operations the kernel has not completed.";
 }
 
 /// Number of metrics.

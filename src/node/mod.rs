@@ -303,6 +303,9 @@ pub enum StartError {
     /// A service name is empty, too long (64 bytes) or registered twice.
     #[error("bad or duplicate service name {0:?}")]
     BadService(String),
+    /// A configuration value is out of range.
+    #[error("bad configuration: {0}")]
+    Config(&'static str),
 }
 
 /// Entry point: `Node::builder()`.
@@ -411,6 +414,12 @@ impl NodeBuilder {
     /// Starts the shards; returns once every shard listens and runs.
     pub fn start(self) -> Result<NodeHandle, StartError> {
         let identity = self.identity.ok_or(StartError::NoIdentity)?;
+        if !self.cfg.ring_buffers.is_power_of_two() {
+            return Err(StartError::Config("ring_buffers must be a power of two"));
+        }
+        if !(512..=1 << 20).contains(&self.cfg.ring_buffer_size) {
+            return Err(StartError::Config("ring_buffer_size must be 512 bytes .. 1 MiB"));
+        }
         let mut names = std::collections::HashSet::new();
         for id in self.engines.iter().map(|(n, _)| n).chain(self.external.iter()) {
             if id.is_reserved() {

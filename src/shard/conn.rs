@@ -478,8 +478,10 @@ async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, lefto
             break;
         }
         loop {
+            // Completions are taken strictly in order; only once the last
+            // one of a multishot receive is consumed is a new one armed
+            // (re-arming earlier would drop data still queued on the old).
             let Some(c) = op.next().await else {
-                // The multishot receive ended without an error: re-arm it.
                 op = ring.recv_multi(fd);
                 continue;
             };
@@ -492,19 +494,13 @@ async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, lefto
                         pending.extend_from_slice(&b);
                     }
                 }
-                if op.is_done() {
-                    op = ring.recv_multi(fd);
-                }
                 continue 'read;
             }
             if c.res == -libc::ENOBUFS {
-                // Every provided buffer was taken before the driver refilled
-                // them (it has by now): receive again after a turn.
+                // Every provided buffer was filled before the driver could
+                // refill them (it has by now): this was the receive's last
+                // completion, the next turn of the loop re-arms it.
                 shard.metrics.add(Metric::ring_enobufs, 1);
-                futures_lite::future::yield_now().await;
-                if op.is_done() {
-                    op = ring.recv_multi(fd);
-                }
                 continue;
             }
             break 'read; // EOF or an error

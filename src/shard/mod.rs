@@ -1192,6 +1192,8 @@ impl Shard {
             self.metrics.set(Metric::ring_enters, st.enters);
             self.metrics.set(Metric::ring_completions, st.completions);
             self.metrics.set(Metric::ring_parks, st.parks);
+            self.metrics.set(Metric::ring_ops_in_flight, st.ops_in_flight);
+            self.metrics.set(Metric::ring_send_bytes_held, st.send_bytes_held);
         }
     }
 

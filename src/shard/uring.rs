@@ -191,6 +191,10 @@ pub(crate) struct RingStats {
     pub completions: u64,
     pub enobufs: u64,
     pub parks: u64,
+    /// Operations the kernel still holds (gauge).
+    pub ops_in_flight: u64,
+    /// Bytes owned by send operations still in the kernel's hands (gauge).
+    pub send_bytes_held: u64,
 }
 
 /// A shard's ring and its operations.
@@ -266,7 +270,9 @@ impl Ring {
     }
 
     pub fn stats(&self) -> RingStats {
-        self.stats.get()
+        let mut s = self.stats.get();
+        s.ops_in_flight = (self.ops.borrow().len() - self.free.borrow().len()) as u64;
+        s
     }
 
     fn bump(&self, f: impl FnOnce(&mut RingStats)) {
@@ -355,6 +361,9 @@ impl Ring {
             op.results.borrow_mut().push_back(Completion { res: cqe.result(), buf });
             if !cqueue::more(flags) {
                 op.done.set(true);
+                if let Keep::Send(b) = &*op.keep.borrow() {
+                    self.bump(|s| s.send_bytes_held -= b.len() as u64);
+                }
                 self.ops.borrow_mut()[slot] = None;
                 self.free.borrow_mut().push(slot);
             }
@@ -398,6 +407,8 @@ impl Ring {
                 futures_lite::future::yield_now().await;
                 continue;
             }
+            // The tick's work (metrics, inbox) is current before sleeping.
+            on_tick();
             self.park().await;
             last = Instant::now();
         }
@@ -444,6 +455,7 @@ impl Ring {
     pub async fn send(self: &Rc<Self>, fd: RawFd, data: Bytes) -> io::Result<usize> {
         let op = Op::new(Keep::None);
         let sqe = opcode::Send::new(types::Fd(fd), data.as_ptr(), data.len() as u32).flags(libc::MSG_NOSIGNAL).build();
+        self.bump(|s| s.send_bytes_held += data.len() as u64);
         *op.keep.borrow_mut() = Keep::Send(data);
         self.push(sqe, &op);
         self.result(op).await.map(|r| r as usize)

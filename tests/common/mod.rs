@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use shardwire::handshake::Identity;
-use shardwire::node::{Node, NodeBuilder, NodeEvent, NodeHandle, Shards};
+use std::cell::Cell;
+
+use shardwire::node::{IoMode, Node, NodeBuilder, NodeEvent, NodeHandle, Shards};
 use shardwire::proxy::{EngineId, MsgId, Outcome};
 use shardwire::wire::{Message, MessageType, Value, WireConfig, encode_message};
 
@@ -17,21 +19,61 @@ pub fn app() -> EngineId {
     EngineId::named(APP)
 }
 
+thread_local! {
+    /// The socket path nodes built by this test thread use.
+    static IO: Cell<IoMode> = const { Cell::new(IoMode::Uring) };
+}
+
+/// Runs `test` with every node it builds on the `io` socket path, and checks
+/// that the ring path really is in use where the test asked for it.
+pub fn on_io_path(io: IoMode, test: fn()) {
+    IO.set(io);
+    test();
+}
+
+/// The socket path this test runs on.
+pub fn io_path() -> IoMode {
+    IO.get()
+}
+
+/// Every end-to-end test runs twice: on the shards' own io_uring rings and
+/// on glommio's TCP streams. `on_both_io_paths!(a, b)` turns the plain
+/// functions `a` and `b` into the tests `a::uring` and `a::glommio`, ...
+#[macro_export]
+macro_rules! on_both_io_paths {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn uring() {
+                $crate::common::on_io_path(shardwire::node::IoMode::Uring, super::$name);
+            }
+            #[test]
+            fn glommio() {
+                $crate::common::on_io_path(shardwire::node::IoMode::Glommio, super::$name);
+            }
+        }
+    )*};
+}
+
+/// A bare node on this test's socket path (no listener, no engines).
+pub fn bare_builder(shards: usize) -> NodeBuilder {
+    let io = io_path();
+    Node::builder().identity(Identity::generate()).shards(Shards::Count(shards)).configure(move |c| {
+        c.io = io;
+        c.proxy.backoff_min_ms = 10;
+        c.proxy.backoff_max_ms = 500;
+    })
+}
+
 /// A node listening on an ephemeral loopback port with an external "app" engine.
 pub fn builder(shards: usize) -> NodeBuilder {
-    Node::builder()
-        .identity(Identity::generate())
-        .listen("127.0.0.1:0".parse().unwrap())
-        .shards(Shards::Count(shards))
-        .external_engine(APP)
-        .configure(|c| {
-            c.proxy.backoff_min_ms = 10;
-            c.proxy.backoff_max_ms = 500;
-        })
+    bare_builder(shards).listen("127.0.0.1:0".parse().unwrap()).external_engine(APP)
 }
 
 pub fn node(shards: usize) -> NodeHandle {
-    builder(shards).start().expect("node starts")
+    let n = builder(shards).start().expect("node starts");
+    assert_eq!(n.io_mode(), io_path(), "the node runs on the socket path the test asked for");
+    n
 }
 
 /// A message carrying `n` (as a Long) plus `pad` bytes.
@@ -219,6 +261,8 @@ fn pump(
 /// A minimal protocol client built from the library's pure layers:
 /// blocking std sockets, one link, no node around it.
 pub struct RawClient {
+    /// The client's own NodeId.
+    pub id: shardwire::handshake::NodeId,
     stream: TcpStream,
     link: shardwire::handshake::Link,
     seq: u64,
@@ -227,10 +271,25 @@ pub struct RawClient {
 impl RawClient {
     /// Connects and completes the handshake with `server`.
     pub fn connect(addr: SocketAddr, server: shardwire::handshake::NodeId) -> std::io::Result<RawClient> {
+        Self::connect_with(addr, server, None)
+    }
+
+    /// As [`RawClient::connect`], with a small receive buffer if asked (a
+    /// peer that stops reading then stalls its sender sooner).
+    pub fn connect_with(
+        addr: SocketAddr,
+        server: shardwire::handshake::NodeId,
+        rcvbuf: Option<usize>,
+    ) -> std::io::Result<RawClient> {
         use shardwire::handshake::{HandshakeConfig, Initiator};
         use shardwire::wire::{FrameDecoder, write_frame};
         let id = Identity::generate();
-        let mut stream = TcpStream::connect(addr)?;
+        let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        if let Some(n) = rcvbuf {
+            sock.set_recv_buffer_size(n)?;
+        }
+        sock.connect(&addr.into())?;
+        let mut stream: TcpStream = sock.into();
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
         let (init, m1) = Initiator::start(&id, server, 0, 0, &HandshakeConfig::default(), now).unwrap();
@@ -251,7 +310,7 @@ impl RawClient {
             buf.extend_from_slice(&chunk[..n]);
         };
         let est = init.read_reply(&m2, now).map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(RawClient { stream, link: est.link, seq: 0 })
+        Ok(RawClient { id: id.node_id(), stream, link: est.link, seq: 0 })
     }
 
     /// Sends HELLO (first time) and one DATA frame to engine `target`.

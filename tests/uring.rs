@@ -1,0 +1,179 @@
+//! The shards' own io_uring path under stress: provided buffers running
+//! out, a peer that vanishes while sends are in the kernel's hands, and a
+//! forced fallback to glommio's streams. (The rest of the end-to-end suite
+//! runs on both paths through `on_both_io_paths!`.)
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use shardwire::node::{IoMode, Metric, NodeEvent, SendOptions};
+use shardwire::proxy::Permanence;
+use shardwire::wire::{Message, MessageType, Value, WireConfig, encode_message};
+
+const T: Duration = Duration::from_secs(20);
+const SEC: Duration = Duration::from_secs(1);
+
+/// Message `n`: its number and `len` pseudo-random bytes derived from it
+/// (random so that blob leaves do not deduplicate).
+fn encoded(n: u64, len: usize) -> Bytes {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let pad: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let v = Value::Vector(vec![Value::Long(n as i64), Value::blob(pad)]);
+    encode_message(MessageType::Other(0x80), &v, &WireConfig::default()).unwrap()
+}
+
+fn message(n: u64, len: usize) -> Message {
+    Message::decode(encoded(n, len), &WireConfig::default()).unwrap()
+}
+
+#[test]
+fn running_out_of_provided_buffers_rearms_and_loses_nothing() {
+    // Two 4 KiB receive buffers for a shard that receives 64 KiB messages:
+    // the kernel runs out of buffers again and again. The receiving
+    // application keeps every message (and so the memory it arrived in).
+    const N: u64 = 300;
+    const LEN: usize = 64 << 10;
+    let b = builder(1)
+        .configure(|c| {
+            c.io = IoMode::Uring;
+            c.ring_buffers = 2;
+            c.ring_buffer_size = 4096;
+        })
+        .start()
+        .unwrap();
+    assert_eq!(b.io_mode(), IoMode::Uring);
+    let a = builder(1).configure(|c| c.io = IoMode::Uring).start().unwrap();
+    a.add_peer(b.node_id(), b.listen_addr().unwrap(), Permanence::Ephemeral);
+    for n in 0..N {
+        a.send(b.node_id(), app(), app(), message(n, LEN), SendOptions::default()).unwrap();
+    }
+    let held: Vec<Message> = collect(&b, T, |e| received(e).len() as u64 >= N)
+        .into_iter()
+        .filter_map(|e| match e {
+            NodeEvent::Message { msg, .. } => Some(msg.msg),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(held.len() as u64, N, "every message arrived");
+    for (n, m) in held.iter().enumerate() {
+        assert_eq!(m.bytes(), &encoded(n as u64, LEN), "message {n} arrived intact and in order");
+    }
+    assert!(b.metric(Metric::ring_enobufs) > 0, "the receiver did run out of buffers");
+    assert!(wait_until(T, || a.metric(Metric::delivered) == N));
+    assert_eq!(a.metric(Metric::handshakes_ok), 1, "one link, never broken");
+    assert_eq!((a.metric(Metric::resends), b.metric(Metric::protocol_errors)), (0, 0));
+    drop(held);
+    a.shutdown(SEC);
+    b.shutdown(SEC);
+}
+
+#[test]
+fn a_peer_that_vanishes_mid_send_releases_the_send_buffers() {
+    let a = builder(1).configure(|c| c.io = IoMode::Uring).start().unwrap();
+    assert_eq!(a.io_mode(), IoMode::Uring);
+    // Let the listener's multishot accept settle: that is the baseline.
+    assert!(wait_until(T, || a.metric(Metric::ring_ops_in_flight) >= 1));
+    let baseline = a.metric(Metric::ring_ops_in_flight);
+
+    // A raw peer that dials in, says hello, then never reads again.
+    let mut peer = RawClient::connect_with(a.listen_addr().unwrap(), a.node_id(), Some(4096)).unwrap();
+    peer.send(app(), common::msg(0, 1)).unwrap();
+    assert_eq!(received(&collect(&a, T, |e| !received(e).is_empty())), vec![0]);
+    for n in 0..64 {
+        a.send(peer.id, app(), app(), message(n, 256 << 10), SendOptions::expiring_in(Duration::from_secs(3))).unwrap();
+    }
+    assert!(
+        wait_until(T, || a.metric(Metric::ring_send_bytes_held) > 0),
+        "a send is stuck in the kernel: the peer does not read"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(a.metric(Metric::ring_send_bytes_held) > 0, "and stays stuck");
+
+    // The peer vanishes (unread data: the kernel resets the connection).
+    drop(peer);
+    assert!(wait_until(T, || a.metric(Metric::links_up) == 0), "the link is closed");
+    assert!(
+        wait_until(T, || a.metric(Metric::ring_send_bytes_held) == 0),
+        "send buffers released: {} bytes still held",
+        a.metric(Metric::ring_send_bytes_held)
+    );
+    assert!(
+        wait_until(T, || a.metric(Metric::ring_ops_in_flight) == baseline),
+        "no operation left behind: {} in flight, {baseline} before",
+        a.metric(Metric::ring_ops_in_flight)
+    );
+
+    // The node is fine: it still serves other peers.
+    let c = node(1);
+    c.add_peer(a.node_id(), a.listen_addr().unwrap(), Permanence::Ephemeral);
+    c.send(a.node_id(), app(), app(), common::msg(7, 16), SendOptions::default()).unwrap();
+    assert_eq!(received(&collect(&a, T, |e| !received(e).is_empty())), vec![7]);
+    c.shutdown(SEC);
+    a.shutdown(SEC);
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_refused_ring_falls_back_to_glommio_streams_and_says_so() {
+    // The kernel refuses rings with more than 32768 entries: the same
+    // refusal an old kernel, seccomp or io_uring_disabled gives.
+    let log = Captured::default();
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || sink.clone()).with_ansi(false).finish();
+    let b = tracing::subscriber::with_default(subscriber, || {
+        builder(2)
+            .configure(|c| {
+                c.io = IoMode::Uring;
+                c.ring_entries = 1 << 20;
+            })
+            .start()
+            .unwrap()
+    });
+    assert_eq!(b.io_mode(), IoMode::Glommio);
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("falling back to glommio")).collect();
+    assert_eq!(lines.len(), 1, "one clear log line, got:\n{text}");
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+
+    // And the node works on the fallback path.
+    let a = node(1);
+    a.add_peer(b.node_id(), b.listen_addr().unwrap(), Permanence::Ephemeral);
+    a.send(b.node_id(), app(), app(), common::msg(3, 16), SendOptions::default()).unwrap();
+    assert_eq!(received(&collect(&b, T, |e| !received(e).is_empty())), vec![3]);
+    assert_eq!(b.metric(Metric::ring_enters), 0, "no ring in use");
+    a.shutdown(SEC);
+    b.shutdown(SEC);
+}
+
+#[test]
+fn bad_ring_settings_are_refused_at_start() {
+    let e = builder(1).configure(|c| c.ring_buffers = 3).start().map(drop).expect_err("refused");
+    assert!(e.to_string().contains("power of two"), "{e}");
+    let e = builder(1).configure(|c| c.ring_buffer_size = 16).start().map(drop).expect_err("refused");
+    assert!(e.to_string().contains("ring_buffer_size"), "{e}");
+}
