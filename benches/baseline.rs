@@ -449,21 +449,29 @@ mod sw {
         Message::decode(m, &cfg).unwrap()
     }
 
+    /// A one-shard node pinned to `cpu` on socket path `io`; `spin` is how
+    /// long it polls before sleeping (the executor's spin on the glommio
+    /// path, the ring driver's on the ring path).
     fn node(
         cpu: usize,
+        io: IoMode,
         spin: Duration,
         b: impl FnOnce(shardwire::node::NodeBuilder) -> shardwire::node::NodeBuilder,
     ) -> NodeHandle {
-        b(Node::builder()
+        let n = b(Node::builder()
             .identity(Identity::generate())
             .listen("127.0.0.1:0".parse().unwrap())
             .shards(Shards::Count(1))
             .configure(|c| {
                 c.placement = Placement::Cpus(vec![cpu]);
+                c.io = io;
                 c.spin_before_park = spin;
+                c.ring_spin = spin;
             }))
         .start()
-        .unwrap()
+        .unwrap();
+        assert_eq!(n.io_mode(), io, "the kernel gave the ring this bench asked for");
+        n
     }
 
     struct Sink(Arc<Counter>, u64);
@@ -503,12 +511,15 @@ mod sw {
         fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
     }
 
-    pub fn oneway(size: usize) -> OneWay {
+    pub fn oneway(size: usize, io: IoMode) -> OneWay {
+        // The ring path keeps its default spin (50 us) under load; the
+        // glommio path its default (none).
+        let spin = if io == IoMode::Uring { Duration::from_micros(50) } else { Duration::ZERO };
         let c = Arc::new(Counter::default());
         let rc = c.clone();
-        let r = node(CPU_B, Duration::ZERO, |b| b.engine("sink", move |_| Sink(rc.clone(), size as u64)));
+        let r = node(CPU_B, io, spin, |b| b.engine("sink", move |_| Sink(rc.clone(), size as u64)));
         let (to, addr, msg, sc) = (r.node_id(), r.listen_addr().unwrap(), message(size), c.clone());
-        let s = node(CPU_A, Duration::ZERO, |b| {
+        let s = node(CPU_A, io, spin, |b| {
             b.peer(to, addr, Permanence::Permanent).engine("blast", move |_| Blast {
                 to,
                 msg: msg.clone(),
@@ -560,13 +571,13 @@ mod sw {
         }
     }
 
-    pub fn pingpong(spin: bool) -> PingPong {
+    pub fn pingpong(spin: bool, io: IoMode) -> PingPong {
         let d = if spin { Duration::from_secs(5) } else { Duration::ZERO };
-        let e = node(CPU_B, d, |b| b.engine("echo", |_| Echo));
+        let e = node(CPU_B, io, d, |b| b.engine("echo", |_| Echo));
         let (to, addr, msg) = (e.node_id(), e.listen_addr().unwrap(), message(64));
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
-        let p = node(CPU_A, d, |b| {
+        let p = node(CPU_A, io, d, |b| {
             b.peer(to, addr, Permanence::Permanent).engine("pinger", move |_| Pinger {
                 to,
                 msg: msg.clone(),
@@ -583,6 +594,8 @@ mod sw {
     }
 }
 
+use shardwire::node::IoMode;
+
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -594,10 +607,20 @@ fn load() -> String {
 
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
+    // `-- profile-pingpong`: only shardwire ring-path spinning ping-pong (for perf).
+    if filter == "profile-pingpong" {
+        for _ in 0..3 {
+            let p = sw::pingpong(true, IoMode::Uring);
+            println!("shardwire uring spinning ping-pong: p50 {:.1} us, p99 {:.1} us", p.p50, p.p99);
+        }
+        return;
+    }
     // `-- profile-SIZE`: only shardwire one-way at SIZE, a few times (for perf).
     if let Some(size) = filter.strip_prefix("profile-").and_then(|s| s.parse::<usize>().ok()) {
+        let io =
+            if std::env::var("SHARDWIRE_IO").as_deref() == Ok("glommio") { IoMode::Glommio } else { IoMode::Uring };
         for _ in 0..4 {
-            let w = sw::oneway(size);
+            let w = sw::oneway(size, io);
             let t = tokio_oneway(size);
             println!(
                 "shardwire one-way {size} B: {:.2} M/s {:.2} GB/s; tokio+AEAD {:.2} M/s: ratio {:.2}",
@@ -613,23 +636,26 @@ fn main() {
     if filter.is_empty() || "oneway".contains(&filter) {
         println!("\none-way (receiver-side rate after {WARM:?} warm-up, over {RUN:?})");
         println!(
-            "{:<8} {:>22} {:>22} {:>22} {:>22}",
-            "size", "std (no crypto)", "glommio raw", "tokio+AEAD", "shardwire"
+            "{:<8} {:>22} {:>22} {:>22} {:>22} {:>22}",
+            "size", "std (no crypto)", "glommio raw", "tokio+AEAD", "shardwire glommio", "shardwire uring"
         );
         for size in [64, 1024, 64 << 10] {
             let s = std_oneway(size);
             let g = glommio_oneway(size);
             let t = tokio_oneway(size);
-            let w = sw::oneway(size);
+            let wg = sw::oneway(size, IoMode::Glommio);
+            let wu = sw::oneway(size, IoMode::Uring);
             let cell = |o: OneWay| format!("{:>8.2} M/s {:>6.2} GB/s", o.msgs / 1e6, o.gbps);
-            println!("{:<8} {:>22} {:>22} {:>22} {:>22}", size, cell(s), cell(g), cell(t), cell(w));
-            println!(
-                "{:<8} shardwire / std {:.2}x   / glommio {:.2}x   / tokio+AEAD {:.2}x (msgs/s)",
-                "",
-                w.msgs / s.msgs,
-                w.msgs / g.msgs,
-                w.msgs / t.msgs
-            );
+            println!("{:<8} {:>22} {:>22} {:>22} {:>22} {:>22}", size, cell(s), cell(g), cell(t), cell(wg), cell(wu));
+            for (name, w) in [("glommio", wg), ("uring", wu)] {
+                println!(
+                    "{:<8} shardwire {name:<7} / std {:.2}x   / glommio raw {:.2}x   / tokio+AEAD {:.2}x (msgs/s)",
+                    "",
+                    w.msgs / s.msgs,
+                    w.msgs / g.msgs,
+                    w.msgs / t.msgs
+                );
+            }
         }
     }
     if filter.is_empty() || "pingpong".contains(&filter) {
@@ -639,25 +665,31 @@ fn main() {
         let g_park = glommio_pingpong(false);
         let g_spin = glommio_pingpong(true);
         let t = tokio_pingpong();
-        let w_park = sw::pingpong(false);
-        let w_spin = sw::pingpong(true);
+        let wg_park = sw::pingpong(false, IoMode::Glommio);
+        let wg_spin = sw::pingpong(true, IoMode::Glommio);
+        let wu_park = sw::pingpong(false, IoMode::Uring);
+        let wu_spin = sw::pingpong(true, IoMode::Uring);
         for (name, p) in [
             ("std, sleeping", std_sleep),
             ("std, busy-poll", std_busy),
             ("glommio raw, parked", g_park),
             ("glommio raw, spinning", g_spin),
             ("tokio+AEAD", t),
-            ("shardwire, parked", w_park),
-            ("shardwire, spinning", w_spin),
+            ("shardwire glommio, parked", wg_park),
+            ("shardwire glommio, spinning", wg_spin),
+            ("shardwire uring, parked", wu_park),
+            ("shardwire uring, spinning", wu_spin),
         ] {
-            println!("{name:<24} p50 {:>8.1}   p99 {:>8.1}", p.p50, p.p99);
+            println!("{name:<28} p50 {:>8.1}   p99 {:>8.1}", p.p50, p.p99);
         }
-        println!(
-            "shardwire spinning / std busy-poll: p50 {:.2}x, p99 {:.2}x;  shardwire parked / std sleeping: p50 {:.2}x",
-            w_spin.p50 / std_busy.p50,
-            w_spin.p99 / std_busy.p99,
-            w_park.p50 / std_sleep.p50
-        );
+        for (name, park, spin) in [("glommio", wg_park, wg_spin), ("uring", wu_park, wu_spin)] {
+            println!(
+                "shardwire {name:<7} spinning / std busy-poll: p50 {:.2}x, p99 {:.2}x;  parked / std sleeping: p50 {:.2}x",
+                spin.p50 / std_busy.p50,
+                spin.p99 / std_busy.p99,
+                park.p50 / std_sleep.p50
+            );
+        }
     }
     println!("\nload average at end: {}", load());
 }

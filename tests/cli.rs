@@ -133,9 +133,14 @@ fn http_get(addr: &str) -> String {
 
 #[test]
 fn node_runs_echoes_serves_metrics_and_summarises_on_sigterm() {
+    node_on_io_path("uring");
+    node_on_io_path("glommio");
+}
+
+fn node_on_io_path(io: &str) {
     use std::io::BufRead;
     use std::time::Duration;
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-node-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-node-{}-{io}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("node.key");
     assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
@@ -155,8 +160,11 @@ fn node_runs_echoes_serves_metrics_and_summarises_on_sigterm() {
         "echo",
         "--metrics",
         &metrics,
+        "--io",
+        io,
     ]);
     assert_eq!(hello["shards"], 2);
+    assert_eq!(hello["io"], io, "the start line names the socket path in use");
     let node_id: shardwire::handshake::NodeId = hello["node_id"].as_str().unwrap().parse().unwrap();
     let listen: std::net::SocketAddr = hello["listen"].as_str().unwrap().parse().unwrap();
 

@@ -42,6 +42,8 @@ pub struct DemoArgs {
     /// Where to write the latency plot.
     #[arg(long, default_value = "demo-latency.svg")]
     pub plot: PathBuf,
+    #[command(flatten)]
+    pub io: crate::node::IoArgs,
 }
 
 const NAMES: [&str; 3] = ["A", "B", "C"];
@@ -297,6 +299,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             .configure(|c| {
                 c.proxy.backoff_min_ms = 20;
                 c.proxy.backoff_max_ms = 200;
+                args.io.apply(c);
             })
             .engine("sink", |_| services::Sink)
             .rpc_service(services::RPC_ECHO, |_| services::RpcEcho)
@@ -361,7 +364,11 @@ pub fn run(args: DemoArgs) -> ExitCode {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    println!("all 3 links up after {:.0} ms; load starts\n", t_start.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "all 3 links up after {:.0} ms (socket path: {}); load starts\n",
+        t_start.elapsed().as_secs_f64() * 1000.0,
+        nodes[0].io_mode().name()
+    );
 
     shared.go.store(true, Ordering::Release);
     let t0 = Instant::now();

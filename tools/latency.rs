@@ -58,9 +58,12 @@ pub struct LatencyArgs {
     /// Write HdrHistogram's percentile distribution text here.
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
-    /// Busy-poll this long before the client shard parks, e.g. 50us (0: park at once).
+    /// glommio path: busy-poll this long before the client shard parks,
+    /// e.g. 50us (0: park at once). The ring path spins per --ring-spin.
     #[arg(long, default_value = "0s", value_parser = crate::units::parse_duration)]
     pub spin: Duration,
+    #[command(flatten)]
+    pub io: crate::node::IoArgs,
 }
 
 const ECHO: EngineId = EngineId::named("echo");
@@ -194,7 +197,10 @@ pub fn run(args: LatencyArgs) -> ExitCode {
         .identity(identity)
         .shards(Shards::Count(1))
         .peer(target, args.target.addr, Permanence::Permanent)
-        .configure(|c| c.spin_before_park = args.spin)
+        .configure(|c| {
+            c.spin_before_park = args.spin;
+            args.io.apply(c);
+        })
         .engine("latency", move |_| {
             let pad = measure::payload(size);
             let cfg = WireConfig::default();

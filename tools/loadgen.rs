@@ -80,6 +80,8 @@ pub struct LoadgenArgs {
     /// Write the latency histogram (HdrHistogram percentile text) here.
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
+    #[command(flatten)]
+    pub io: crate::node::IoArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -347,7 +349,10 @@ pub fn run(args: LoadgenArgs) -> ExitCode {
         let mut b = Node::builder()
             .identity(first.take().unwrap_or_else(Identity::generate))
             .shards(Shards::Count(args.shards))
-            .configure(|c| c.default_expiry = args.expiry)
+            .configure(|c| {
+                c.default_expiry = args.expiry;
+                args.io.apply(c);
+            })
             .engine("loadgen", move |_| Load {
                 plan: Rc::new(plan.clone()),
                 shared: shared.clone(),

@@ -47,6 +47,39 @@ pub struct NodeArgs {
     /// How long a graceful shutdown may take, e.g. 5s.
     #[arg(long, default_value = "5s", value_parser = crate::units::parse_duration)]
     pub shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub io: IoArgs,
+}
+
+/// The socket path flags every node-running command shares.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct IoArgs {
+    /// Socket path of every shard: uring (the shard's own io_uring ring) or
+    /// glommio (glommio's TCP streams). uring falls back to glommio, with
+    /// a warning, where the kernel refuses a ring feature.
+    #[arg(long, value_enum, default_value = "uring")]
+    pub io: Io,
+    /// Ring path: how long a shard keeps polling its ring after the last
+    /// completion before it sleeps, e.g. 50us (0s: sleep at once).
+    #[arg(long, default_value = "50us", value_parser = crate::units::parse_duration)]
+    pub ring_spin: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Io {
+    Uring,
+    Glommio,
+}
+
+impl IoArgs {
+    /// Puts the flags into a node's configuration.
+    pub fn apply(self, c: &mut shardwire::node::NodeConfig) {
+        c.io = match self.io {
+            Io::Uring => shardwire::node::IoMode::Uring,
+            Io::Glommio => shardwire::node::IoMode::Glommio,
+        };
+        c.ring_spin = self.ring_spin;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -94,7 +127,7 @@ pub fn run(args: NodeArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let mut b = Node::builder().identity(identity).listen(args.listen);
+    let mut b = Node::builder().identity(identity).listen(args.listen).configure(|c| args.io.apply(c));
     if let Some(n) = args.shards {
         if n == 0 {
             eprintln!("error: --shards must be at least 1");
@@ -135,7 +168,10 @@ pub fn run(args: NodeArgs) -> ExitCode {
         }
     }
     let listen = node.listen_addr().map(|a| a.to_string()).unwrap_or_default();
-    println!("{}", serde_json::json!({"node_id": node.node_id().to_hex(), "listen": listen, "shards": node.shards()}));
+    println!(
+        "{}",
+        serde_json::json!({"node_id": node.node_id().to_hex(), "listen": listen, "shards": node.shards(), "io": node.io_mode().name()})
+    );
     let _ = std::io::stdout().flush();
     tracing::info!(node = %node.node_id(), %listen, "running; SIGTERM or SIGINT to stop");
 

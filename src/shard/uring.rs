@@ -207,6 +207,8 @@ pub(crate) struct Ring {
     /// Registered with the ring; the parked driver waits on it.
     eventfd: OwnedFd,
     parked: Cell<bool>,
+    /// glommio's view of `eventfd` (the parked driver reads it).
+    parker: RefCell<Option<Rc<glommio::io::BufferedFile>>>,
     wake: Notify,
     spin: Duration,
     stats: Cell<RingStats>,
@@ -249,6 +251,7 @@ impl Ring {
             free: RefCell::new(Vec::new()),
             eventfd,
             parked: Cell::new(false),
+            parker: RefCell::new(None),
             wake: Notify::default(),
             spin: cfg.spin,
             stats: Cell::new(RingStats::default()),
@@ -418,25 +421,24 @@ impl Ring {
     async fn park(&self) {
         self.parked.set(true);
         self.bump(|s| s.parks += 1);
-        // A stale count would wake us at once: drain it, then re-check the
-        // ring (work that arrived meanwhile is not lost: it is in the ring).
-        let fd = self.eventfd.as_raw_fd();
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: poll on one pollfd we own; read 8 bytes into a u64 we own.
-        unsafe {
-            if libc::poll(&mut p, 1, 0) == 1 {
-                let mut v = 0u64;
-                libc::read(fd, (&mut v as *mut u64).cast(), 8);
-            }
-        }
+        // Work that arrived before the eventfd read below is armed is in
+        // the ring: look once more. A stale count only makes the read return
+        // at once (it drains the count) and the driver look again.
         self.enter();
         let (sq, taskrun, _) = self.sq_flags();
         if self.reap() > 0 || sq > 0 || taskrun {
             self.parked.set(false);
             return;
         }
-        // SAFETY: a dup of our eventfd, owned by the BufferedFile from now on.
-        let file = unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(fd)) };
+        let file = {
+            let mut slot = self.parker.borrow_mut();
+            // SAFETY: a dup of our eventfd, owned by the BufferedFile from
+            // now on (made once, on the first park).
+            slot.get_or_insert_with(|| {
+                Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(self.eventfd.as_raw_fd())) })
+            })
+            .clone()
+        };
         let _ = futures_lite::future::or(
             async {
                 let _ = file.read_at(0, 8).await;
@@ -444,7 +446,6 @@ impl Ring {
             self.wake.wait(),
         )
         .await;
-        let _ = file.close().await;
         self.parked.set(false);
     }
 
