@@ -389,7 +389,12 @@ impl Ring {
     /// The driver: runs until the shard stops (the executor drops it).
     pub async fn drive(self: Rc<Self>, mut on_tick: impl FnMut()) {
         let mut polls: u32 = 0;
+        // The clock is read only every 32 idle polls (a clock read costs as
+        // much as a look at the ring here): `active` says work was seen
+        // since, and the spin is timed from that read.
         let mut last = Instant::now();
+        let mut active = false;
+        let mut idle: u32 = 0;
         loop {
             polls = polls.wrapping_add(1);
             let mut n = self.reap();
@@ -402,11 +407,22 @@ impl Ring {
                 on_tick();
             }
             if n > 0 || sq > 0 {
-                last = Instant::now();
+                active = true;
+                idle = 0;
                 futures_lite::future::yield_now().await;
                 continue;
             }
-            if last.elapsed() < self.spin {
+            idle = idle.wrapping_add(1);
+            if !self.spin.is_zero() && idle % 32 != 0 {
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            let now = Instant::now();
+            if active {
+                last = now;
+                active = false;
+            }
+            if now.duration_since(last) < self.spin {
                 futures_lite::future::yield_now().await;
                 continue;
             }
@@ -414,6 +430,7 @@ impl Ring {
             on_tick();
             self.park().await;
             last = Instant::now();
+            idle = 0;
         }
     }
 
