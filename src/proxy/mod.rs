@@ -383,8 +383,11 @@ pub struct NodeProxy {
     // Sending.
     tx_peer_inc: u64,
     next_seq: u64,
-    queue: VecDeque<Outgoing>,
-    inflight: VecDeque<Outgoing>,
+    /// Every message held, oldest first: the first `sent` are in flight
+    /// (in seq order), the rest queued. Sending one moves the cursor, not
+    /// the message.
+    msgs: VecDeque<Outgoing>,
+    sent: usize,
     queued_bytes: usize,
     // Receiving.
     rx_peer_inc: u64,
@@ -419,8 +422,8 @@ impl NodeProxy {
             rng: seed | 1,
             tx_peer_inc: 0,
             next_seq: 1,
-            queue: VecDeque::new(),
-            inflight: VecDeque::new(),
+            msgs: VecDeque::new(),
+            sent: 0,
             queued_bytes: 0,
             rx_peer_inc: 0,
             rx_next: 1,
@@ -468,12 +471,26 @@ impl NodeProxy {
 
     /// Messages queued plus in flight.
     pub fn pending(&self) -> usize {
-        self.queue.len() + self.inflight.len()
+        self.msgs.len()
     }
 
     /// Messages sent and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
-        self.inflight.len()
+        self.sent
+    }
+
+    /// Takes the oldest in-flight message.
+    fn pop_in_flight(&mut self) -> Option<Outgoing> {
+        if self.sent == 0 {
+            return None;
+        }
+        self.sent -= 1;
+        self.msgs.pop_front()
+    }
+
+    /// The seq of the oldest in-flight message.
+    fn first_in_flight(&self) -> Option<u64> {
+        if self.sent == 0 { None } else { self.msgs.front().map(|m| m.seq) }
     }
 
     /// Counters.
@@ -531,7 +548,7 @@ impl NodeProxy {
         }
         self.queued_bytes += b;
         self.timers[Timer::Expiry as usize] = self.timers[Timer::Expiry as usize].min(out.expiry_ms);
-        self.queue.push_back(out);
+        self.msgs.push_back(out);
         self.stats.sent += 1;
         self.touch(now);
         self.want_link(now);
@@ -564,10 +581,10 @@ impl NodeProxy {
     /// Gives up: every message still held gets its outcome (queued ones
     /// expire, in-flight ones are unresolved). For the end of a shutdown.
     pub fn abandon(&mut self) {
-        while let Some(m) = self.inflight.pop_front() {
+        while let Some(m) = self.pop_in_flight() {
             self.finish(m, Outcome::Unresolved(Unresolved::Shutdown));
         }
-        while let Some(m) = self.queue.pop_front() {
+        while let Some(m) = self.msgs.pop_front() {
             let o = if m.seq != 0 { Outcome::Unresolved(Unresolved::Shutdown) } else { Outcome::Expired };
             self.finish(m, o);
         }
@@ -642,16 +659,22 @@ impl NodeProxy {
             DialFailure::Refused(r) => {
                 self.hard_refusal = Some(r);
                 // Do not hammer: queued messages cannot go anywhere now.
-                while let Some(m) = self.queue.pop_front() {
-                    let o = if m.seq != 0 { None } else { Some(Outcome::Undeliverable(r)) };
-                    match o {
-                        Some(o) => self.finish(m, o),
-                        // Sent before on an earlier link: its fate is still open.
-                        None => self.inflight.push_back(m),
+                let queued = self.msgs.split_off(self.sent);
+                for m in queued {
+                    if m.seq != 0 {
+                        // Sent before on an earlier link: its fate is still
+                        // open (these lead the queue, in seq order).
+                        self.msgs.push_back(m);
+                        self.sent += 1;
+                    } else {
+                        self.finish(m, Outcome::Undeliverable(r));
                     }
                 }
                 self.failures = self.failures.saturating_add(1);
-                if self.permanence == Permanence::Permanent {
+                // Redial only after the longest backoff, and only for a
+                // permanent link or for messages whose fate the next link
+                // must settle (protocol.md 10.5).
+                if (self.permanence == Permanence::Permanent || !self.msgs.is_empty()) && !self.shutting_down {
                     self.timers[Timer::Redial as usize] = now + self.cfg.backoff_max_ms;
                     self.state = ConnState::Backoff;
                 }
@@ -827,9 +850,8 @@ impl NodeProxy {
         let mut more = false;
         if hello_received {
             let mut n = 0;
-            while let Some(mut m) = self.queue.pop_front() {
+            while let Some(m) = self.msgs.get_mut(self.sent) {
                 if n == self.cfg.transmit_batch {
-                    self.queue.push_front(m);
                     more = true;
                     break;
                 }
@@ -840,7 +862,7 @@ impl NodeProxy {
                     self.stats.resends += 1;
                 }
                 frames::data(sink, m.seq, m.prefs, &m.msg);
-                self.inflight.push_back(m);
+                self.sent += 1;
                 n += 1;
             }
             if n > 0 {
@@ -869,7 +891,7 @@ impl NodeProxy {
             || up.goodbye.is_some()
             || self.ack_due
             || self.advert_due
-            || (up.hello_received && !self.queue.is_empty())
+            || (up.hello_received && self.msgs.len() > self.sent)
     }
 
     /// The next thing the shard should act on.
@@ -960,10 +982,10 @@ impl NodeProxy {
         if self.tx_peer_inc != 0 && self.tx_peer_inc != inc {
             // The remote restarted: what it had not acknowledged may or may
             // not have reached the old process.
-            while let Some(m) = self.inflight.pop_front() {
+            while let Some(m) = self.pop_in_flight() {
                 self.finish(m, Outcome::Unresolved(Unresolved::PeerRestarted));
             }
-            for m in self.queue.iter_mut() {
+            for m in self.msgs.iter_mut() {
                 m.seq = 0;
             }
             self.next_seq = 1;
@@ -976,16 +998,14 @@ impl NodeProxy {
         // In flight below `known`: the peer handled them. Whether it refused
         // any is in the ACK it sends right after its HELLO — unless it has
         // forgotten (below its refusal floor): those stay unknown.
-        while self.inflight.front().is_some_and(|m| m.seq < known.min(floor)) {
-            if let Some(m) = self.inflight.pop_front() {
+        while self.first_in_flight().is_some_and(|seq| seq < known.min(floor)) {
+            if let Some(m) = self.pop_in_flight() {
                 self.finish(m, Outcome::Unresolved(Unresolved::AckLost));
             }
         }
         // The rest in flight never arrived: back to the front of the queue.
-        while self.inflight.back().is_some_and(|m| m.seq >= known) {
-            if let Some(m) = self.inflight.pop_back() {
-                self.queue.push_front(m);
-            }
+        while self.sent > 0 && self.msgs[self.sent - 1].seq >= known {
+            self.sent -= 1;
         }
         if let ConnState::Up(up) = &mut self.state {
             up.hello_received = true;
@@ -1007,8 +1027,8 @@ impl NodeProxy {
     /// (`refused` is in ascending seq order), otherwise delivered.
     fn resolve_below(&mut self, rx_next: u64, refused: &[(u64, RefuseReason)]) {
         let mut ri = refused.iter().peekable();
-        while self.inflight.front().is_some_and(|m| m.seq < rx_next) {
-            let Some(m) = self.inflight.pop_front() else { break };
+        while self.first_in_flight().is_some_and(|seq| seq < rx_next) {
+            let Some(m) = self.pop_in_flight() else { break };
             while ri.peek().is_some_and(|(s, _)| *s < m.seq) {
                 ri.next();
             }
@@ -1047,16 +1067,24 @@ impl NodeProxy {
     /// Expires queued messages (never in-flight ones) whose time has come.
     fn expire(&mut self, now: u64) {
         let mut next = NEVER;
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        while let Some(m) = self.queue.pop_front() {
+        let mut due = false;
+        for m in self.msgs.range(self.sent..) {
             if m.expiry_ms <= now {
-                self.finish(m, Outcome::Expired);
+                due = true;
             } else {
                 next = next.min(m.expiry_ms);
-                kept.push_back(m);
             }
         }
-        self.queue = kept;
+        if due {
+            let queued = self.msgs.split_off(self.sent);
+            for m in queued {
+                if m.expiry_ms <= now {
+                    self.finish(m, Outcome::Expired);
+                } else {
+                    self.msgs.push_back(m);
+                }
+            }
+        }
         self.timers[Timer::Expiry as usize] = next;
         self.maybe_goodbye(now);
     }
@@ -1066,7 +1094,7 @@ impl NodeProxy {
         if self.permanence != Permanence::Ephemeral {
             return;
         }
-        if self.queue.is_empty() && self.inflight.is_empty() && now >= up.last_active + self.cfg.idle_timeout_ms {
+        if self.msgs.is_empty() && now >= up.last_active + self.cfg.idle_timeout_ms {
             up.goodbye = Some(GoodbyeReason::Idle);
         } else {
             self.timers[Timer::Idle as usize] = up.last_active.max(now) + self.cfg.idle_timeout_ms;

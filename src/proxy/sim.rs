@@ -231,6 +231,13 @@ impl Sim {
                 self.nodes[d].handle_dial_failed(DialFailure::Transient, now);
                 continue;
             }
+            if self.rng.chance(20) {
+                // A hard refusal (e.g. a policy change on the remote):
+                // queued messages that never left are undeliverable; those
+                // sent on an earlier link keep waiting for their fate.
+                self.nodes[d].handle_dial_failed(DialFailure::Refused(crate::handshake::Refusal::Denied), now);
+                continue;
+            }
             let id = LinkId(self.next_link);
             self.next_link += 1;
             self.links.push(SimLink {
@@ -325,7 +332,8 @@ impl Sim {
         self.now += 1;
     }
 
-    fn run(mut self) -> (usize, usize, usize) {
+    /// Runs the storm; returns (delivered, expired, refused, undeliverable).
+    fn run(mut self) -> (usize, usize, usize, usize) {
         while self.now < 120_000 {
             self.step();
             // Outcomes come only from messages in `sent` (restart runs send from node 0 only).
@@ -336,7 +344,7 @@ impl Sim {
         for (id, _, key) in &self.sent {
             assert!(self.outcomes.contains_key(id), "message {key} has no outcome after the storm");
         }
-        let (mut delivered, mut expired, mut refused) = (0, 0, 0);
+        let (mut delivered, mut expired, mut refused, mut undeliverable) = (0, 0, 0, 0);
         let mut expected: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
         for &(id, from, key) in &self.sent {
             let to = 1 - from;
@@ -355,6 +363,10 @@ impl Sim {
                 Outcome::Refused(r) => {
                     assert_eq!((times, r, key % 13), (0, RefuseReason::Busy, 0), "refusal of {key}");
                     refused += 1;
+                }
+                Outcome::Undeliverable(_) => {
+                    assert_eq!(times, 0, "undeliverable message {key} was delivered");
+                    undeliverable += 1;
                 }
                 Outcome::Unresolved(Unresolved::PeerRestarted) if self.restart_at.is_some() => {
                     // Delivered to the old process or not at all: never twice.
@@ -379,7 +391,7 @@ impl Sim {
                 assert_eq!(&rx.delivered, want, "deliveries out of order or extra");
             }
         }
-        (delivered, expired, refused)
+        (delivered, expired, refused, undeliverable)
     }
 }
 
@@ -390,16 +402,17 @@ fn exactly_once_or_an_outcome_over_many_seeds() {
     } else {
         std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3_000)
     };
-    let (mut d, mut e, mut r) = (0, 0, 0);
+    let (mut d, mut e, mut r, mut u) = (0, 0, 0, 0);
     for seed in 0..seeds {
         let res = std::panic::catch_unwind(|| Sim::new(seed).run());
-        let Ok((a, b, c)) = res else { panic!("seed {seed} failed (rerun with SIM_TRACE={seed})") };
+        let Ok((a, b, c, x)) = res else { panic!("seed {seed} failed (rerun with SIM_TRACE={seed})") };
         d += a;
         e += b;
         r += c;
+        u += x;
     }
     // The storm must actually exercise every path.
-    assert!(d > 0 && e > 0 && r > 0, "delivered {d}, expired {e}, refused {r}");
+    assert!(d > 0 && e > 0 && r > 0 && u > 0, "delivered {d}, expired {e}, refused {r}, undeliverable {u}");
 }
 
 #[test]
