@@ -1230,6 +1230,28 @@ struct ShardInit {
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 }
 
+/// Connects one cross-shard sender, polling it again every millisecond.
+///
+/// Under heavy CPU contention a shard was seen asleep for good in glommio's
+/// reactor with its mesh connection never completed (the peer shard had
+/// connected and was running): a wake-up got lost somewhere in glommio's
+/// connection path. A connection only needs the peer to have started its
+/// receiver, which `peer_id` shows at once, so polling it on a timer makes
+/// start-up independent of that wake-up.
+async fn connect_sender(tx: SharedSender<Batch>) -> glommio::channels::shared_channel::ConnectedSender<Batch> {
+    let mut connecting = std::pin::pin!(tx.connect());
+    loop {
+        let step = futures_lite::future::or(async { Some(connecting.as_mut().await) }, async {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            None
+        })
+        .await;
+        if let Some(sender) = step {
+            return sender;
+        }
+    }
+}
+
 async fn run(init: ShardInit) -> ShardReport {
     let info = ShardInfo { index: init.index, count: init.count, node_id: init.identity.node_id() };
     // The shard's own ring, unless the node uses glommio's streams or the
@@ -1307,14 +1329,10 @@ async fn run(init: ShardInit) -> ShardReport {
     for rx in init.mesh_rx {
         glommio::spawn_local(shard.clone().mesh_receiver(rx)).detach();
     }
-    let mut senders = Vec::new();
-    for tx in init.mesh_tx {
-        senders.push(tx.map(|t| glommio::spawn_local(t.connect())));
-    }
     let mut connected = Vec::new();
-    for s in senders {
-        connected.push(match s {
-            Some(task) => Some(task.await),
+    for tx in init.mesh_tx {
+        connected.push(match tx {
+            Some(t) => Some(connect_sender(t).await),
             None => None,
         });
     }
@@ -1541,10 +1559,10 @@ pub(crate) fn start(
     }
     drop(ready_tx);
     for i in 0..n {
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => return Err(StartError::Shard { shard: i, reason }),
-            Err(_) => return Err(StartError::Shard { shard: i, reason: "did not start within 10 s".into() }),
+            Err(_) => return Err(StartError::Shard { shard: i, reason: "did not start within 30 s".into() }),
         }
     }
     Ok(NodeHandle {
