@@ -220,7 +220,7 @@ impl Ring {
         if !cfg.buffers.is_power_of_two() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "ring buffers must be a power of two"));
         }
-        let ring = IoUring::builder()
+        let mut ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_taskrun_flag()
@@ -244,6 +244,8 @@ impl Ring {
         // SAFETY: a fresh descriptor we own.
         let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        // Off while the driver polls; `park` turns it on.
+        ring.completion().disable_eventfd();
         Ok(Rc::new(Ring {
             ring: RefCell::new(ring),
             bufs: RefCell::new(bufs),
@@ -438,12 +440,16 @@ impl Ring {
     async fn park(&self) {
         self.parked.set(true);
         self.bump(|s| s.parks += 1);
+        // The kernel signals the eventfd only while the driver sleeps (a
+        // signal per completion costs the sending side's softirq time).
+        self.set_eventfd(true);
         // Work that arrived before the eventfd read below is armed is in
         // the ring: look once more. A stale count only makes the read return
         // at once (it drains the count) and the driver look again.
         self.enter();
         let (sq, taskrun, _) = self.sq_flags();
         if self.reap() > 0 || sq > 0 || taskrun {
+            self.set_eventfd(false);
             self.parked.set(false);
             return;
         }
@@ -463,7 +469,14 @@ impl Ring {
             self.wake.wait(),
         )
         .await;
+        self.set_eventfd(false);
         self.parked.set(false);
+    }
+
+    fn set_eventfd(&self, on: bool) {
+        let mut ring = self.ring.borrow_mut();
+        let cq = ring.completion();
+        if on { cq.enable_eventfd() } else { cq.disable_eventfd() }
     }
 
     // ---- operations ----
