@@ -218,15 +218,13 @@ pub(super) async fn ring_accept_loop(shard: Rc<Shard>, ring: Rc<Ring>, listener:
                 // SAFETY: a descriptor the kernel just gave us; closed here.
                 drop(unsafe { OwnedFd::from_raw_fd(c.res) });
             }
-            ring.stop(&op);
+            ring.cancel(&op);
             return;
         }
         if c.res < 0 {
+            // The accept's last completion: the next turn re-arms it.
             tracing::warn!("accept failed: {}", std::io::Error::from_raw_os_error(-c.res));
             glommio::timer::sleep(Duration::from_millis(10)).await;
-            if op.is_done() {
-                op = ring.accept_multi(fd);
-            }
             continue;
         }
         // SAFETY: a connected socket the kernel just gave us; owned from here.
@@ -506,23 +504,20 @@ async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, lefto
             break 'read; // EOF or an error
         }
     }
-    ring.stop(&op);
-    // SAFETY: shutdown(2) on a descriptor `sock` owns and keeps open.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    ring.cancel(&op);
+    sock.shutdown();
     shard.link_closed(link);
 }
 
 /// Ring path: each batch of records leaves in one send that owns its bytes.
 async fn ring_writer(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, wake: Rc<Notify>) {
-    let fd = sock.fd.as_raw_fd();
     let mut out = BytesMut::new();
     loop {
         let (closing, gone) = shard.fill(link, &mut out);
         if !out.is_empty() {
             let n = out.len() as u64;
             if sock.write_all(out.split().freeze()).await.is_err() {
-                // SAFETY: as in ring_reader.
-                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                sock.shutdown();
                 shard.link_closed(link);
                 return;
             }
@@ -530,8 +525,7 @@ async fn ring_writer(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, wake:
             continue;
         }
         if gone || closing {
-            // SAFETY: as in ring_reader.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            sock.shutdown();
             return;
         }
         if out.capacity() > WRITE_KEEP {

@@ -66,7 +66,7 @@ pub(crate) struct Completion {
 /// What an operation keeps alive until its last completion.
 enum Keep {
     None,
-    Send(#[allow(dead_code)] Bytes),
+    Send(Bytes),
     Addr(#[allow(dead_code)] Box<(libc::sockaddr_storage, libc::socklen_t)>),
     Buf(Vec<u8>),
 }
@@ -90,11 +90,6 @@ impl Op {
             keep: RefCell::new(keep),
             slot: Cell::new(usize::MAX),
         })
-    }
-
-    /// Whether no further completion will come.
-    pub fn is_done(&self) -> bool {
-        self.done.get()
     }
 
     /// The next completion, waiting for it.
@@ -189,7 +184,6 @@ impl Drop for BufRing {
 pub(crate) struct RingStats {
     pub enters: u64,
     pub completions: u64,
-    pub enobufs: u64,
     pub parks: u64,
     /// Operations the kernel still holds (gauge).
     pub ops_in_flight: u64,
@@ -265,8 +259,11 @@ impl Ring {
     /// The probe ring lives on a thread of its own: tearing a ring down
     /// queues kernel task work on the thread that made it, which interrupts
     /// that thread's next blocking call with a timeout (`EINTR`). The
-    /// caller's thread (a validator's, a test's) must not see that.
+    /// caller's thread (a validator's, a test's) must not see that. One
+    /// provided buffer is enough to test the features (the kernel-side
+    /// buffer ring is a page either way); each shard's own ring has them all.
     pub fn probe(cfg: RingConfig) -> io::Result<()> {
+        let cfg = RingConfig { buffers: 1, ..cfg };
         std::thread::Builder::new()
             .name("shardwire-ring-probe".into())
             .spawn(move || Ring::new(cfg).map(drop))?
@@ -324,8 +321,9 @@ impl Ring {
         }
     }
 
-    /// Asks the kernel to cancel `op` (its last completion still arrives).
-    fn cancel(&self, op: &Op) {
+    /// Asks the kernel to cancel `op`, single-shot or multishot (its last
+    /// completion still arrives).
+    pub fn cancel(&self, op: &Op) {
         if !op.done.get() && op.slot.get() != usize::MAX {
             self.push_raw(opcode::AsyncCancel::new(op.slot.get() as u64).build().user_data(CANCEL));
         }
@@ -360,9 +358,6 @@ impl Ring {
             let flags = cqe.flags();
             let buf = cqueue::buffer_select(flags)
                 .and_then(|bid| self.bufs.borrow_mut().take(bid, usize::try_from(cqe.result()).unwrap_or(0)));
-            if cqe.result() == -libc::ENOBUFS {
-                self.bump(|s| s.enobufs += 1);
-            }
             op.results.borrow_mut().push_back(Completion { res: cqe.result(), buf });
             if !cqueue::more(flags) {
                 op.done.set(true);
@@ -484,10 +479,10 @@ impl Ring {
     /// Sends `data` on `fd`; the bytes stay owned by the operation until
     /// the kernel is done with them. Returns how many were sent.
     pub async fn send(self: &Rc<Self>, fd: RawFd, data: Bytes) -> io::Result<usize> {
-        let op = Op::new(Keep::None);
         let sqe = opcode::Send::new(types::Fd(fd), data.as_ptr(), data.len() as u32).flags(libc::MSG_NOSIGNAL).build();
         self.bump(|s| s.send_bytes_held += data.len() as u64);
-        *op.keep.borrow_mut() = Keep::Send(data);
+        // Moving `data` moves the handle, not the bytes the SQE points to.
+        let op = Op::new(Keep::Send(data));
         self.push(sqe, &op);
         self.result(op).await.map(|r| r as usize)
     }
@@ -542,11 +537,6 @@ impl Ring {
         op
     }
 
-    /// Cancels a running (multishot) operation.
-    pub fn stop(&self, op: &Op) {
-        self.cancel(op);
-    }
-
     /// Waits for a single-shot operation's result; cancels it if dropped.
     fn result(self: &Rc<Self>, op: Rc<Op>) -> ResultFuture {
         ResultFuture { ring: self.clone(), op }
@@ -598,6 +588,13 @@ impl RingSocket {
         let fd: OwnedFd = s.into();
         ring.connect(fd.as_raw_fd(), addr).await?;
         Ok(RingSocket { ring: ring.clone(), fd })
+    }
+
+    /// Shuts both directions down (the descriptor stays open until dropped,
+    /// so operations still in flight on it complete).
+    pub fn shutdown(&self) {
+        // SAFETY: shutdown(2) on a descriptor this socket owns.
+        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
     }
 
     /// Reads some bytes (handshake use).
