@@ -10,6 +10,8 @@
 //! - `records/<backend>/<size>`: seal one record of `size` plaintext bytes
 //!   and open it again (throughput = plaintext bytes).
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -19,8 +21,6 @@ use shardwire::handshake::record::insecure_fixed_key_pair_for_testing;
 use shardwire::handshake::{
     AeadBackend, Decision, HandshakeConfig, Identity, Initiator, Outcome, ReplayGuard, Responder,
 };
-use snow::params::DHChoice;
-use snow::resolvers::{CryptoResolver, DefaultResolver};
 
 const NOW: u64 = 1_750_000_000_000;
 
@@ -46,29 +46,8 @@ fn handshakes(c: &mut Criterion) {
         })
     });
     g.bench_function("x25519_only", |bench| {
-        let r = DefaultResolver;
-        let mut rng = r.resolve_rng().unwrap();
-        let peer = {
-            let mut d = r.resolve_dh(&DHChoice::Curve25519).unwrap();
-            d.generate(&mut *rng).unwrap();
-            d.pubkey().to_vec()
-        };
-        let mut out = [0u8; 32];
-        bench.iter(|| {
-            // Two ephemeral key generations (one per side) ...
-            for _ in 0..2 {
-                let mut d = r.resolve_dh(&DHChoice::Curve25519).unwrap();
-                d.generate(&mut *rng).unwrap();
-                black_box(d.pubkey());
-            }
-            // ... and eight DH operations (es, ss, ee, se on each side).
-            let mut d = r.resolve_dh(&DHChoice::Curve25519).unwrap();
-            d.set(&[7u8; 32]);
-            for _ in 0..8 {
-                d.dh(&peer, &mut out).unwrap();
-                black_box(&out);
-            }
-        })
+        let mut work = common::X25519Work::new();
+        bench.iter(|| work.run())
     });
     g.finish();
 }

@@ -13,6 +13,8 @@
 //! - handshake: a full IK handshake pair (A) vs its X25519 work alone (B);
 //! - records: seal + open with RustCrypto (A) vs aws-lc (B), per size.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -22,8 +24,6 @@ use shardwire::handshake::{AeadBackend, Decision, HandshakeConfig, Identity, Ini
 use shardwire::wire::{
     HashAlg, Message, MessageType, MultiCell, Value, WireConfig, encode, encode_message, payload, to_value,
 };
-use snow::params::DHChoice;
-use snow::resolvers::{CryptoResolver, DefaultResolver};
 
 const ROUNDS: usize = 60;
 
@@ -139,13 +139,7 @@ fn handshake() {
     let cfg = HandshakeConfig::default();
     let mut replay = ReplayGuard::new(cfg.max_clock_skew_ms, usize::MAX);
     let mut now = NOW;
-    let r = DefaultResolver;
-    let mut rng = r.resolve_rng().unwrap();
-    let peer = {
-        let mut d = r.resolve_dh(&DHChoice::Curve25519).unwrap();
-        d.generate(&mut *rng).unwrap();
-        d.pubkey().to_vec()
-    };
+    let mut work = common::X25519Work::new();
     const N: u32 = 20;
     let (ta, tb, ratio) = ab(
         || {
@@ -161,20 +155,9 @@ fn handshake() {
             t.elapsed().as_secs_f64() / f64::from(N)
         },
         || {
-            let mut out = [0u8; 32];
             let t = Instant::now();
             for _ in 0..N {
-                for _ in 0..2 {
-                    let mut d = r.resolve_dh(&DHChoice::Curve25519).unwrap();
-                    d.generate(&mut *rng).unwrap();
-                    black_box(d.pubkey());
-                }
-                let mut d = r.resolve_dh(&DHChoice::Curve25519).unwrap();
-                d.set(&[7u8; 32]);
-                for _ in 0..8 {
-                    d.dh(&peer, &mut out).unwrap();
-                    black_box(&out);
-                }
+                work.run();
             }
             t.elapsed().as_secs_f64() / f64::from(N)
         },

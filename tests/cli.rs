@@ -12,6 +12,20 @@ fn shardwire(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A fresh scratch directory for one test (the test removes it at its end).
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardwire-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A key file `file` in `dir`, made by `shardwire keygen`.
+fn keygen(dir: &std::path::Path, file: &str) -> std::path::PathBuf {
+    let key = dir.join(file);
+    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    key
+}
+
 fn testdata(name: &str) -> String {
     format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -34,8 +48,7 @@ fn inspect_genesis_json() {
 
 #[test]
 fn inspect_text_and_message_mode() {
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("inspect");
     let msg = dir.join("status.msg");
     std::fs::write(&msg, hex::decode("0c80011109").unwrap()).unwrap();
     let (code, out, _) = shardwire(&["cells", "inspect", msg.to_str().unwrap(), "--message"]);
@@ -51,8 +64,7 @@ fn inspect_text_and_message_mode() {
 
 #[test]
 fn bad_input_exits_2_with_offset_and_reason() {
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("bad");
     let cases: &[(&[u8], &str)] = &[
         (&[0x11, 0x00], "at byte 0: integer is not in its shortest"),
         (&[0x31, 0x05, 1, 2], "at byte 2: input is truncated"),
@@ -80,8 +92,7 @@ fn bad_input_exits_2_with_offset_and_reason() {
 #[test]
 fn keygen_writes_a_private_key_file_and_prints_its_node_id() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-keygen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("keygen");
     let key = dir.join("node.key");
     let (code, out, err) = shardwire(&["keygen", "--out", key.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -140,10 +151,8 @@ fn node_runs_echoes_serves_metrics_and_summarises_on_sigterm() {
 fn node_on_io_path(io: &str) {
     use std::io::BufRead;
     use std::time::Duration;
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-node-{}-{io}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("node.key");
-    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let dir = scratch(&format!("node-{io}"));
+    let key = keygen(&dir, "node.key");
     let metrics = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
@@ -212,10 +221,8 @@ fn node_bad_flags_and_key_files_exit_2() {
 fn permanent_link_comes_back_after_the_peer_process_is_killed_and_restarted() {
     use shardwire::node::NodeEvent;
     use std::time::Duration;
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-restart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("b.key");
-    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let dir = scratch("restart");
+    let key = keygen(&dir, "b.key");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -253,10 +260,8 @@ fn permanent_link_comes_back_after_the_peer_process_is_killed_and_restarted() {
 #[test]
 fn rpc_command_calls_an_rpc_echo_node_and_reports_typed_errors() {
     use std::time::Duration;
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-rpc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("node.key");
-    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let dir = scratch("rpc");
+    let key = keygen(&dir, "node.key");
     let (mut child, hello, _out) =
         start_node(&["node", "--key", key.to_str().unwrap(), "--listen", "127.0.0.1:0", "--service", "rpc-echo"]);
     let target = format!("{}@{}", hello["node_id"].as_str().unwrap(), hello["listen"].as_str().unwrap());
@@ -306,10 +311,8 @@ fn rpc_command_calls_an_rpc_echo_node_and_reports_typed_errors() {
 #[test]
 fn loadgen_and_latency_against_a_node() {
     use std::time::Duration;
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("node.key");
-    assert_eq!(shardwire(&["keygen", "--out", key.to_str().unwrap()]).0, 0);
+    let dir = scratch("load");
+    let key = keygen(&dir, "node.key");
     let (mut child, hello, _out) = start_node(&[
         "node",
         "--key",
@@ -420,8 +423,7 @@ fn loadgen_and_latency_against_a_node() {
 
 #[test]
 fn demo_runs_a_cluster_cuts_a_link_and_loses_nothing() {
-    let dir = std::env::temp_dir().join(format!("shardwire-cli-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("demo");
     let plot = dir.join("demo.svg");
     let (code, out, err) = shardwire(&[
         "demo",

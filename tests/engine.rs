@@ -27,8 +27,8 @@ fn two_nodes_exchange_a_message() {
     assert_eq!(outcomes(&out), vec![(id, Outcome::Delivered)]);
     let ra = a.shutdown(Duration::from_secs(2));
     let rb = b.shutdown(Duration::from_secs(2));
-    assert_eq!((ra.sent, ra.delivered), (1, 1));
-    assert_eq!(rb.received, 1);
+    assert_eq!((ra.totals.sent, ra.totals.delivered), (1, 1));
+    assert_eq!(rb.totals.received, 1);
     assert_eq!(rb.engines["handle"].received, 1);
 }
 
@@ -358,7 +358,7 @@ fn metrics_and_graceful_shutdown_report() {
         report.undelivered.iter().filter(|(n, _, _)| *n == gone).map(|(_, id, o)| (*id, *o)).collect();
     assert_eq!(undelivered.keys().copied().collect::<HashSet<_>>(), ids);
     assert!(undelivered.values().all(|o| *o == Outcome::Expired), "never sent: expired at shutdown");
-    assert_eq!((report.sent, report.delivered), (105, 100));
+    assert_eq!((report.totals.sent, report.totals.delivered), (105, 100));
     assert!(a.send(b.node_id(), app(), app(), msg(1, 1), SendOptions::default()).is_err(), "no sends after shutdown");
     b.shutdown(Duration::from_secs(1));
 }

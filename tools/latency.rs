@@ -174,15 +174,9 @@ pub fn run(args: LatencyArgs) -> ExitCode {
         eprintln!("error: --size at most 4MiB");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let identity = match &args.key {
-        Some(p) => match Identity::load(p) {
-            Ok(i) => i,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        },
-        None => Identity::generate(),
+    let identity = match args.key.as_deref().map(crate::node::load_key).transpose() {
+        Ok(i) => i.unwrap_or_else(Identity::generate),
+        Err(code) => return code,
     };
     let count = if args.duration.is_some() { u64::MAX } else { args.count.unwrap_or(10_000) };
     let shared = Arc::new(Shared {

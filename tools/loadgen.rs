@@ -299,15 +299,9 @@ pub fn run(args: LoadgenArgs) -> ExitCode {
         eprintln!("error: --rate must be positive");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let first = match &args.key {
-        Some(p) => match Identity::load(p) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        },
-        None => None,
+    let first = match args.key.as_deref().map(crate::node::load_key).transpose() {
+        Ok(first) => first,
+        Err(code) => return code,
     };
     let cfg = WireConfig::default();
     let payload = measure::payload(args.size);

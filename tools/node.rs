@@ -1,6 +1,6 @@
 //! `shardwire node`: run a node until SIGTERM/SIGINT.
 //!
-//! On start it prints one JSON line (`node_id`, `listen`, `shards`); on a
+//! On start it prints one JSON line (`node_id`, `listen`, `shards`, `io`); on a
 //! signal it shuts down gracefully and prints one JSON summary line.
 
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use shardwire::handshake::{Identity, NodeId};
-use shardwire::node::{Node, NodeHandle, Placement, Shards, ShutdownReport};
+use shardwire::node::{EngineCounts, Node, NodeHandle, Placement, Shards, ShutdownReport};
 use shardwire::proxy::Permanence;
 
 use crate::{EXIT_BAD_INPUT, services};
@@ -119,13 +119,18 @@ pub fn parse_peer(s: &str) -> Result<Peer, String> {
     Ok(Peer { id: parse_node_id(id)?, addr, permanence })
 }
 
+/// Loads a key file; a bad one is a one-line error and exit code 2.
+pub fn load_key(path: &std::path::Path) -> Result<Identity, ExitCode> {
+    Identity::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    })
+}
+
 pub fn run(args: NodeArgs) -> ExitCode {
-    let identity = match Identity::load(&args.key) {
+    let identity = match load_key(&args.key) {
         Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+        Err(code) => return code,
     };
     let mut b = Node::builder().identity(identity).listen(args.listen).configure(|c| args.io.apply(c));
     if let Some(n) = args.shards {
@@ -198,19 +203,17 @@ pub fn summary(r: &ShutdownReport) -> serde_json::Value {
     let mut engines = serde_json::Map::new();
     let mut names: Vec<&String> = r.engines.keys().collect();
     names.sort();
+    let counts = |c: &EngineCounts| {
+        serde_json::json!({"received": c.received, "sent": c.sent, "delivered": c.delivered,
+            "expired": c.expired, "refused": c.refused, "unresolved": c.unresolved})
+    };
     for name in names {
-        let c = &r.engines[name];
-        engines.insert(
-            name.clone(),
-            serde_json::json!({"received": c.received, "sent": c.sent, "delivered": c.delivered,
-                "expired": c.expired, "refused": c.refused, "unresolved": c.unresolved}),
-        );
+        engines.insert(name.clone(), counts(&r.engines[name]));
     }
-    serde_json::json!({
-        "received": r.received, "sent": r.sent, "delivered": r.delivered, "expired": r.expired,
-        "refused": r.refused, "unresolved": r.unresolved, "undelivered": r.undelivered.len(),
-        "engines": engines,
-    })
+    let mut summary = counts(&r.totals);
+    summary["undelivered"] = r.undelivered.len().into();
+    summary["engines"] = engines.into();
+    summary
 }
 
 /// A minimal HTTP endpoint: any GET returns the Prometheus text.

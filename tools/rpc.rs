@@ -60,15 +60,9 @@ fn parse_method(s: &str) -> Result<u32, String> {
 }
 
 pub fn run(args: RpcArgs) -> ExitCode {
-    let identity = match &args.key {
-        Some(p) => match Identity::load(p) {
-            Ok(i) => i,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        },
-        None => Identity::generate(),
+    let identity = match args.key.as_deref().map(crate::node::load_key).transpose() {
+        Ok(i) => i.unwrap_or_else(Identity::generate),
+        Err(code) => return code,
     };
     if args.payload_size > 4 << 20 {
         eprintln!("error: --payload-size at most 4MiB (the RPC payload limit)");

@@ -442,18 +442,11 @@ impl NodeBuilder {
 /// Totals of a shutdown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Messages received from peers and delivered to local engines.
-    pub received: u64,
-    /// Messages accepted for sending.
-    pub sent: u64,
-    /// Of those, delivered.
-    pub delivered: u64,
-    /// Of those, expired.
-    pub expired: u64,
-    /// Of those, refused or undeliverable.
-    pub refused: u64,
-    /// Of those, with unknown fate.
-    pub unresolved: u64,
+    /// The counters summed over every engine and the handle: messages
+    /// received from peers and delivered to local engines, accepted for
+    /// sending, and of those delivered, expired, refused or undeliverable,
+    /// and of unknown fate.
+    pub totals: EngineCounts,
     /// Messages that were not delivered when the node stopped: (remote, id, outcome).
     pub undelivered: Vec<(NodeId, MsgId, Outcome)>,
     /// The same counters per engine name (`handle` for sends through the handle).

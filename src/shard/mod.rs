@@ -176,12 +176,7 @@ pub(crate) struct ShardReport {
 impl ShardReport {
     pub(crate) fn merge_into(self, r: &mut ShutdownReport) {
         for (name, c) in self.counts {
-            r.received += c.received;
-            r.sent += c.sent;
-            r.delivered += c.delivered;
-            r.expired += c.expired;
-            r.refused += c.refused;
-            r.unresolved += c.unresolved;
+            r.totals.add(&c);
             r.engines.entry(name).or_default().add(&c);
         }
         r.undelivered.extend(self.undelivered);

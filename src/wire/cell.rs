@@ -417,13 +417,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 Ok(KID_INLINE)
             }
             _ => {
-                if depth >= MAX_INLINE_DEPTH {
-                    return Err(self.fail(start, K::InlineTooLarge));
-                }
-                self.cell(depth + 1)?;
-                if self.pos - start > MAX_EMBEDDED_LEN {
-                    return Err(self.fail(start, K::InlineTooLarge));
-                }
+                self.embedded(start, depth)?;
                 Ok(KID_INLINE)
             }
         }
@@ -437,6 +431,21 @@ impl<'a, 'r> Scanner<'a, 'r> {
             KID_NIL => Err(self.fail(start, K::NilChild)),
             k => Ok(k),
         }
+    }
+
+    /// An embedded child cell starting at `start`, inside a cell at
+    /// `depth`: nested at most `MAX_INLINE_DEPTH` deep, at most
+    /// `MAX_EMBEDDED_LEN` bytes long.
+    #[inline(always)]
+    fn embedded(&mut self, start: usize, depth: u32) -> R<()> {
+        if depth >= MAX_INLINE_DEPTH {
+            return Err(self.fail(start, K::InlineTooLarge));
+        }
+        self.cell(depth + 1)?;
+        if self.pos - start > MAX_EMBEDDED_LEN {
+            return Err(self.fail(start, K::InlineTooLarge));
+        }
+        Ok(())
     }
 
     /// A non-nil child that must be the cell `want` describes: checked now
@@ -476,13 +485,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 Ok(Slot::Ref(at))
             }
             _ => {
-                if depth >= MAX_INLINE_DEPTH {
-                    return Err(self.fail(start, K::InlineTooLarge));
-                }
-                self.cell(depth + 1)?;
-                if self.pos - start > MAX_EMBEDDED_LEN {
-                    return Err(self.fail(start, K::InlineTooLarge));
-                }
+                self.embedded(start, depth)?;
                 Ok(Slot::Inline(start, self.pos))
             }
         }
