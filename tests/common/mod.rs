@@ -24,8 +24,8 @@ thread_local! {
     static IO: Cell<IoMode> = const { Cell::new(IoMode::Uring) };
 }
 
-/// Runs `test` with every node it builds on the `io` socket path, and checks
-/// that the ring path really is in use where the test asked for it.
+/// Runs `test` with every node it builds on the `io` socket path (`node`
+/// also checks that the node really runs on it).
 pub fn on_io_path(io: IoMode, test: fn()) {
     IO.set(io);
     test();
