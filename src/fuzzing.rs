@@ -184,8 +184,8 @@ pub fn link_frames(data: &[u8]) {
         let frame = Bytes::copy_from_slice(&rest[2..2 + n]);
         rest = &rest[2 + n..];
         now += 3;
-        let decoded = Frame::decode(&frame);
-        let r = px.handle_frame(link, &frame, now, &mut deliver);
+        let decoded = Frame::decode(frame.clone());
+        let r = px.handle_frame(link, frame, now, &mut deliver);
         if decoded.is_err() {
             assert!(r.is_err(), "a frame that does not decode is not accepted");
         }

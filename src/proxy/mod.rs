@@ -691,7 +691,7 @@ impl NodeProxy {
     pub fn handle_frame(
         &mut self,
         link: LinkId,
-        frame: &Bytes,
+        frame: Bytes,
         now: u64,
         deliver: &mut dyn Deliver,
     ) -> Result<(), FrameError> {

@@ -290,13 +290,13 @@ impl Sim {
                     if self.trace {
                         eprintln!(
                             "{now} {from}->{to} {id:?} {:?}",
-                            Frame::decode(&f).map(|f| match f {
+                            Frame::decode(f.clone()).map(|f| match f {
                                 Frame::Data { seq, message, .. } => format!("DATA seq {seq} key {}", message.len()),
                                 other => format!("{other:?}"),
                             })
                         );
                     }
-                    let r = self.nodes[to].handle_frame(id, &f, now, &mut self.receivers[to]);
+                    let r = self.nodes[to].handle_frame(id, f, now, &mut self.receivers[to]);
                     assert!(r.is_ok(), "protocol error at {now}: {r:?}");
                 }
             }

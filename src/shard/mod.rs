@@ -966,7 +966,7 @@ impl Shard {
             if let Some(e) = ps.get_mut(&remote) {
                 let mut router = Router { shard: self };
                 for f in frames.drain(..) {
-                    if e.px.handle_frame(link_id, &f, now, &mut router).is_err() {
+                    if e.px.handle_frame(link_id, f, now, &mut router).is_err() {
                         self.metrics.add(Metric::protocol_errors, 1);
                         result = Err(());
                         break;
