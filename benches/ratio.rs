@@ -361,7 +361,6 @@ fn pipeline() {
                 t.elapsed().as_secs_f64() / (reps * BATCH) as f64
             },
         );
-        eprintln!("DEBUG records a->b {} b->a {}", p.link_a.records_sent(), p.link_b.records_sent());
         println!(
             "pipeline one-way {size:>4} B, batches of {BATCH}: shardwire layers {:.0} ns/msg ({:.2} M msgs/s per core), seal+open per message {:.0} ns/msg; ratio {ratio:.2}",
             ta * 1e9,
