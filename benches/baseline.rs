@@ -439,7 +439,7 @@ fn tokio_pingpong() -> PingPong {
 mod sw {
     use super::*;
     use shardwire::handshake::{Identity, NodeId};
-    use shardwire::node::{Engine, Node, NodeHandle, Placement, SendError, SendOptions, ShardCtx, Shards};
+    use shardwire::node::{Engine, Metric, Node, NodeHandle, Placement, SendError, SendOptions, ShardCtx, Shards};
     use shardwire::proxy::{EngineId, EngineMsg, Permanence};
     use shardwire::wire::{Message, MessageType, Value, WireConfig, encode_message};
 
@@ -530,6 +530,15 @@ mod sw {
             std::thread::sleep(Duration::from_millis(5));
         }
         let res = measure(&c);
+        if res.msgs < 1e5 {
+            // Not a slow run but a stuck one: say so rather than print a rate.
+            eprintln!(
+                "shardwire {io:?} one-way {size} B STALLED: sender sent {} and saw {} acknowledged; receiver got {}",
+                s.metric(Metric::messages_sent),
+                s.metric(Metric::delivered),
+                r.metric(Metric::messages_in)
+            );
+        }
         s.shutdown(Duration::from_millis(200));
         r.shutdown(Duration::from_millis(200));
         res

@@ -1103,8 +1103,7 @@ impl Shard {
     }
 
     async fn inbox_task(self: Rc<Self>, rx: Receiver<Command>, wake: Arc<EventWake>) {
-        // SAFETY: a dup of our eventfd, owned by this BufferedFile from now on.
-        let efd = unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(wake.fd())) };
+        let efd = wake::EventfdRead::new(wake.fd());
         loop {
             let mut n = 0;
             while let Ok(cmd) = rx.try_recv() {
@@ -1123,10 +1122,7 @@ impl Shard {
             }
             // The eventfd (glommio, when the shard is idle) or a poke from
             // the ring driver (when it spins and glommio's reactor waits).
-            let read = async {
-                let _ = efd.read_at(0, 8).await;
-            };
-            futures_lite::future::or(read, self.inbox_poke.wait()).await;
+            efd.wait_or(self.inbox_poke.wait()).await;
             wake.set_sleeping(false);
         }
     }

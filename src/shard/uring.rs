@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use super::wake::Notify;
+use super::wake::{EventfdRead, Notify};
 
 const GETEVENTS: u32 = 1;
 /// user_data of cancel requests (their completions are ignored).
@@ -198,11 +198,12 @@ pub(crate) struct Ring {
     bufs: RefCell<BufRing>,
     ops: RefCell<Vec<Option<Rc<Op>>>>,
     free: RefCell<Vec<usize>>,
-    /// Registered with the ring; the parked driver waits on it.
-    eventfd: OwnedFd,
+    /// Registered with the ring; the parked driver waits on it through
+    /// `parker` (held here to close it with the ring).
+    _eventfd: OwnedFd,
     parked: Cell<bool>,
-    /// glommio's view of `eventfd` (the parked driver reads it).
-    parker: RefCell<Option<Rc<glommio::io::BufferedFile>>>,
+    /// The parked driver's wait on `eventfd` (never drops a read in flight).
+    parker: EventfdRead,
     wake: Notify,
     spin: Duration,
     stats: Cell<RingStats>,
@@ -245,9 +246,9 @@ impl Ring {
             bufs: RefCell::new(bufs),
             ops: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
-            eventfd,
+            _eventfd: eventfd,
             parked: Cell::new(false),
-            parker: RefCell::new(None),
+            parker: EventfdRead::new(efd),
             wake: Notify::default(),
             spin: cfg.spin,
             stats: Cell::new(RingStats::default()),
@@ -448,22 +449,7 @@ impl Ring {
             self.parked.set(false);
             return;
         }
-        let file = {
-            let mut slot = self.parker.borrow_mut();
-            // SAFETY: a dup of our eventfd, owned by the BufferedFile from
-            // now on (made once, on the first park).
-            slot.get_or_insert_with(|| {
-                Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(self.eventfd.as_raw_fd())) })
-            })
-            .clone()
-        };
-        let _ = futures_lite::future::or(
-            async {
-                let _ = file.read_at(0, 8).await;
-            },
-            self.wake.wait(),
-        )
-        .await;
+        self.parker.wait_or(self.wake.wait()).await;
         self.set_eventfd(false);
         self.parked.set(false);
     }

@@ -3,8 +3,10 @@
 //! node handle.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
-use std::os::fd::RawFd;
+use std::future::{Future, poll_fn};
+use std::os::fd::{FromRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
@@ -38,6 +40,59 @@ impl Notify {
             }
         })
         .await
+    }
+}
+
+/// Waits on an eventfd through glommio without ever dropping a read that
+/// is in flight. glommio cancels a dropped read only later; if the read
+/// completes first it consumes the count, and a signaller that writes only
+/// once per sleep (the handle's inbox, the kernel's one eventfd signal per
+/// batch of deferred ring completions) has then woken nobody: the next wait
+/// sleeps for good. So a read that loses the race stays armed for the next
+/// wait instead.
+pub(crate) struct EventfdRead {
+    fd: RawFd,
+    /// glommio's view of a dup of `fd`, made on the first wait.
+    file: RefCell<Option<Rc<glommio::io::BufferedFile>>>,
+    pending: RefCell<Option<Pin<Box<dyn Future<Output = ()>>>>>,
+}
+
+impl EventfdRead {
+    /// Reads `fd` (borrowed: the reads go through a dup of it).
+    pub fn new(fd: RawFd) -> EventfdRead {
+        EventfdRead { fd, file: RefCell::new(None), pending: RefCell::new(None) }
+    }
+
+    /// Waits until the eventfd is signalled (true) or `other` completes (false).
+    pub async fn wait_or(&self, other: impl Future<Output = ()>) -> bool {
+        let mut read = self.pending.borrow_mut().take().unwrap_or_else(|| {
+            let file = self
+                .file
+                .borrow_mut()
+                .get_or_insert_with(|| {
+                    // SAFETY: a dup of the eventfd, owned by the file from now on.
+                    Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(self.fd)) })
+                })
+                .clone();
+            Box::pin(async move {
+                let _ = file.read_at(0, 8).await;
+            })
+        });
+        let signalled = futures_lite::future::or(
+            async {
+                (&mut read).await;
+                true
+            },
+            async {
+                other.await;
+                false
+            },
+        )
+        .await;
+        if !signalled {
+            *self.pending.borrow_mut() = Some(read);
+        }
+        signalled
     }
 }
 
