@@ -325,8 +325,7 @@ fn pipeline() {
         .unwrap();
         let mut p = Pipeline::new();
         let reps = 40;
-        let (s, o) = insecure_fixed_key_pair_for_testing(AeadBackend::AwsLc, 3).unwrap();
-        let (mut sealer, mut opener) = (s, o);
+        let (mut sealer, mut opener) = insecure_fixed_key_pair_for_testing(AeadBackend::AwsLc, 3).unwrap();
         let plain = msg.bytes().clone();
         let mut wire = BytesMut::new();
         let (ta, tb, ratio) = ab(

@@ -134,36 +134,26 @@ fn a_sender_that_keeps_its_queue_full_never_stalls() {
     // drop its eventfd read while glommio still had it in flight; when that
     // orphan read completed it swallowed the kernel's one signal for a batch
     // of deferred completions, and the next park slept for good: the last
-    // ACKs stayed unread, the queue stayed full (3 of 12 benchmark runs).
+    // ACKs stayed unread, the queue stayed full (4 of 12 benchmark runs).
     // Keepalives are pushed past the test's wait: a PING woke such a stalled
     // driver after 5 s, which must not pass for delivery.
+    // One core each, with the executors spinning 50 us before they sleep,
+    // as the baseline benchmark runs them.
+    let on_cpu = |cpu: usize| {
+        bare_builder(1).listen("127.0.0.1:0".parse().unwrap()).configure(move |c| {
+            c.io = IoMode::Uring;
+            c.placement = Placement::Cpus(vec![cpu]);
+            c.spin_before_park = Duration::from_micros(50);
+            c.proxy.keepalive_ms = 60_000;
+            c.proxy.dead_after_ms = 120_000;
+        })
+    };
     for round in 0..8 {
-        // One core each, with the executors spinning 50 us before they
-        // sleep, as the baseline benchmark runs them.
-        let b = bare_builder(1)
-            .listen("127.0.0.1:0".parse().unwrap())
-            .configure(|c| {
-                c.io = IoMode::Uring;
-                c.placement = Placement::Cpus(vec![1]);
-                c.spin_before_park = Duration::from_micros(50);
-                c.proxy.keepalive_ms = 60_000;
-                c.proxy.dead_after_ms = 120_000;
-            })
-            .engine("sink", |_| Sink)
-            .start()
-            .unwrap();
+        let b = on_cpu(1).engine("sink", |_| Sink).start().unwrap();
         let (to, addr) = (b.node_id(), b.listen_addr().unwrap());
         let done = Arc::new(AtomicBool::new(false));
         let (d, until) = (done.clone(), Instant::now() + Duration::from_millis(800));
-        let a = bare_builder(1)
-            .listen("127.0.0.1:0".parse().unwrap())
-            .configure(|c| {
-                c.io = IoMode::Uring;
-                c.placement = Placement::Cpus(vec![0]);
-                c.spin_before_park = Duration::from_micros(50);
-                c.proxy.keepalive_ms = 60_000;
-                c.proxy.dead_after_ms = 120_000;
-            })
+        let a = on_cpu(0)
             .peer(to, addr, Permanence::Permanent)
             .engine("blast", move |_| Blast { to, until, done: d.clone() })
             .start()
