@@ -550,15 +550,7 @@ impl Shard {
             self.drive_with(to, false);
             return r;
         }
-        if let Some(l) = wake {
-            if let Some(s) = self.links.borrow().get(&l) {
-                s.wake.notify();
-            }
-        }
-        if let Some(t) = timeout {
-            self.timers.borrow_mut().push(Reverse((t, to)));
-            self.timer_wake.notify();
-        }
+        self.wake_and_arm(to, wake, timeout);
         r
     }
 
@@ -613,6 +605,12 @@ impl Shard {
             };
             (wake, timeout)
         };
+        self.wake_and_arm(id, wake, timeout);
+    }
+
+    /// Wakes link `wake`'s writer, if any, and arms proxy `id`'s timer for
+    /// `timeout`, if it moved earlier.
+    fn wake_and_arm(&self, id: NodeId, wake: Option<LinkId>, timeout: Option<u64>) {
         if let Some(l) = wake {
             if let Some(s) = self.links.borrow().get(&l) {
                 s.wake.notify();
