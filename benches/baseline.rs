@@ -59,6 +59,9 @@ fn payload(size: usize) -> Bytes {
 struct OneWay {
     msgs: f64,
     gbps: f64,
+    /// shardwire ring path: the share of received bytes copied to join
+    /// records that spanned provided buffers.
+    joined: Option<f64>,
 }
 
 #[derive(Clone, Copy)]
@@ -83,7 +86,7 @@ fn measure(c: &Counter) -> OneWay {
     let (m1, b1, t1) = (c.msgs.load(Ordering::Relaxed), c.bytes.load(Ordering::Relaxed), Instant::now());
     c.stop.store(true, Ordering::Relaxed);
     let s = (t1 - t0).as_secs_f64();
-    OneWay { msgs: (m1 - m0) as f64 / s, gbps: (b1 - b0) as f64 / s / 1e9 }
+    OneWay { msgs: (m1 - m0) as f64 / s, gbps: (b1 - b0) as f64 / s / 1e9, joined: None }
 }
 
 fn percentiles(h: &Histogram<u64>) -> PingPong {
@@ -529,7 +532,10 @@ mod sw {
         while c.msgs.load(Ordering::Relaxed) == 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let res = measure(&c);
+        let mut res = measure(&c);
+        if io == IoMode::Uring {
+            res.joined = Some(r.metric(Metric::ring_bytes_joined) as f64 / r.metric(Metric::bytes_in).max(1) as f64);
+        }
         if res.gbps < 0.01 {
             // Not a slow run (every size moves 0.1 GB/s or more) but a stuck
             // one: say so rather than print a rate.
@@ -632,10 +638,12 @@ fn main() {
         for _ in 0..4 {
             let w = sw::oneway(size, io);
             let t = tokio_oneway(size);
+            let joined = w.joined.map(|j| format!(" ({:.0}% of bytes joined across buffers)", j * 100.0));
             println!(
-                "shardwire one-way {size} B: {:.2} M/s {:.2} GB/s; tokio+AEAD {:.2} M/s: ratio {:.2}",
+                "shardwire one-way {size} B: {:.2} M/s {:.2} GB/s{}; tokio+AEAD {:.2} M/s: ratio {:.2}",
                 w.msgs / 1e6,
                 w.gbps,
+                joined.unwrap_or_default(),
                 t.msgs / 1e6,
                 w.msgs / t.msgs
             );
@@ -658,12 +666,14 @@ fn main() {
             let cell = |o: OneWay| format!("{:>8.2} M/s {:>6.2} GB/s", o.msgs / 1e6, o.gbps);
             println!("{:<8} {:>22} {:>22} {:>22} {:>22} {:>22}", size, cell(s), cell(g), cell(t), cell(wg), cell(wu));
             for (name, w) in [("glommio", wg), ("uring", wu)] {
+                let joined = w.joined.map(|j| format!("; {:.0}% of bytes joined across buffers", j * 100.0));
                 println!(
-                    "{:<8} shardwire {name:<7} / std {:.2}x   / glommio raw {:.2}x   / tokio+AEAD {:.2}x (msgs/s)",
+                    "{:<8} shardwire {name:<7} / std {:.2}x   / glommio raw {:.2}x   / tokio+AEAD {:.2}x (msgs/s){}",
                     "",
                     w.msgs / s.msgs,
                     w.msgs / g.msgs,
-                    w.msgs / t.msgs
+                    w.msgs / t.msgs,
+                    joined.unwrap_or_default()
                 );
             }
         }

@@ -130,20 +130,27 @@ pub fn responder_msg1(data: &[u8]) {
 }
 
 /// Feeds `data` (in pieces sized by its first byte) to the receiving end of
-/// a fixed-key link: never panics; once it fails it stays failed.
+/// a fixed-key link: never panics; once it fails it stays failed. A second
+/// link gets the same pieces as separate received buffers (the ring path's
+/// way) and must hand out the same frames and fail at the same piece.
 pub fn record_open(data: &[u8]) {
     use crate::handshake::{AeadBackend, Link};
     let Some((&step, rest)) = data.split_first() else { return };
-    let Ok((_, mut rx)) = Link::insecure_fixed_key_pair_for_testing(AeadBackend::default(), 1 << 16) else { return };
-    let mut buf = BytesMut::new();
+    let fixed = || Link::insecure_fixed_key_pair_for_testing(AeadBackend::default(), 1 << 16);
+    let (Ok((_, mut rx)), Ok((_, mut rx2))) = (fixed(), fixed()) else { return };
+    let (mut buf, mut pending) = (BytesMut::new(), BytesMut::new());
     let mut failed = false;
     for chunk in rest.chunks(usize::from(step) * 16 + 1) {
         buf.extend_from_slice(chunk);
         let r = rx.handle_recv(&mut buf);
+        let r2 = rx2.handle_recv_buf(&mut pending, BytesMut::from(chunk));
+        assert_eq!(r.is_ok(), r2.is_ok(), "both ways of reading agree on the records");
         assert!(!(failed && r.is_ok()), "a failed link accepted more records");
         failed |= r.is_err();
         loop {
-            match rx.poll_frame() {
+            let (f, f2) = (rx.poll_frame(), rx2.poll_frame());
+            assert_eq!(f, f2, "both ways of reading hand out the same frames");
+            match f {
                 Ok(Some(f)) => assert!(!f.is_empty() && f.len() <= 1 << 16),
                 Ok(None) => break,
                 Err(_) => {

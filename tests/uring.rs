@@ -73,6 +73,9 @@ fn running_out_of_provided_buffers_rearms_and_loses_nothing() {
         assert_eq!(m.bytes(), &encoded(n as u64, LEN), "message {n} arrived intact and in order");
     }
     assert!(b.metric(Metric::ring_enobufs) > 0, "the receiver did run out of buffers");
+    // 64 KiB records in 4 KiB buffers: nearly every byte was joined, once.
+    let (joined, bytes_in) = (b.metric(Metric::ring_bytes_joined), b.metric(Metric::bytes_in));
+    assert!(joined * 2 > bytes_in && joined <= bytes_in, "joined {joined} of {bytes_in} bytes");
     assert!(wait_until(T, || a.metric(Metric::delivered) == N));
     assert_eq!(a.metric(Metric::handshakes_ok), 1, "one link, never broken");
     assert_eq!((a.metric(Metric::resends), b.metric(Metric::protocol_errors)), (0, 0));

@@ -116,6 +116,38 @@ impl Link {
         }
     }
 
+    /// As [`Link::handle_recv`] for ciphertext that arrives as separate
+    /// buffers (a ring's provided buffers): `buf` comes after `pending`, the
+    /// unparsed start of a record left by earlier calls. Only the bytes that
+    /// complete that record are copied, into one allocation sized for the
+    /// whole record (its header already checked against the record limit);
+    /// the records after it are decrypted where they lie in `buf`, and what
+    /// is left of `buf` becomes `pending`. Returns how many bytes were
+    /// copied (both parts of a record that spanned the two).
+    pub fn handle_recv_buf(&mut self, pending: &mut BytesMut, mut buf: BytesMut) -> Result<usize, LinkError> {
+        let mut copied = 0;
+        while !pending.is_empty() {
+            // Bytes that complete the header, or the record once its header
+            // is whole (at least 1, at most one record).
+            let want = self.records.wanted(pending);
+            let take = want.min(buf.len());
+            if pending.capacity() - pending.len() < take {
+                copied += pending.len();
+                pending.reserve(want);
+            }
+            pending.extend_from_slice(&buf[..take]);
+            copied += take;
+            self.handle_recv(pending)?;
+            buf.advance(take);
+            if buf.is_empty() {
+                return Ok(copied);
+            }
+        }
+        *pending = buf;
+        self.handle_recv(pending)?;
+        Ok(copied)
+    }
+
     /// The next complete plaintext frame, if one has arrived.
     pub fn poll_frame(&mut self) -> Result<Option<Bytes>, LinkError> {
         if let Some(e) = &self.failed {

@@ -86,6 +86,7 @@ metrics! {
     ring_completions: "counter", "Completions reaped from this shard's ring.";
     ring_parks: "counter", "Times the ring driver parked (idle) instead of polling.";
     ring_enobufs: "counter", "Multishot receives ended because every provided buffer was taken (re-armed).";
+    ring_bytes_joined: "counter", "Received bytes copied to join records that spanned provided buffers (a large share of bytes_in says ring_buffer_size is small for the record sizes).";
     ring_ops_in_flight: "gauge", "Operations this shard's ring has in the kernel (multishot ones included).";
     ring_send_bytes_held: "gauge", "Bytes owned by send operations the kernel has not completed.";
 }

@@ -400,7 +400,7 @@ async fn reader(shard: Rc<Shard>, link: LinkId, stream: SharedStream, leftover: 
     buf.extend_from_slice(&leftover);
     let mut want = READ_MIN;
     loop {
-        if !buf.is_empty() && shard.on_bytes(link, &mut buf).is_err() {
+        if !buf.is_empty() && shard.on_bytes(link, |l| l.handle_recv(&mut buf)).is_err() {
             shutdown_now(&stream);
             break;
         }
@@ -465,12 +465,15 @@ async fn writer(shard: Rc<Shard>, link: LinkId, stream: SharedStream, wake: Rc<N
 async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, leftover: Bytes) {
     let ring = sock.ring.clone();
     let fd = sock.fd.as_raw_fd();
+    // The unparsed start of a record (the link decrypts whole records).
     let mut pending = BytesMut::new();
-    pending.extend_from_slice(&leftover);
+    let mut first = (!leftover.is_empty()).then(|| BytesMut::from(&leftover[..]));
     let mut op = ring.recv_multi(fd);
     'read: loop {
-        if !pending.is_empty() && shard.on_bytes(link, &mut pending).is_err() {
-            break;
+        if let Some(b) = first.take() {
+            if shard.on_bytes(link, |l| l.handle_recv_buf(&mut pending, b).map(drop)).is_err() {
+                break;
+            }
         }
         if !shard.links.borrow().contains_key(&link) {
             break;
@@ -486,10 +489,14 @@ async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, lefto
             if c.res > 0 {
                 shard.metrics.add(Metric::bytes_in, c.res as u64);
                 if let Some(b) = c.buf {
-                    if pending.is_empty() {
-                        pending = b;
-                    } else {
-                        pending.extend_from_slice(&b);
+                    let mut joined = 0;
+                    let fed = shard.on_bytes(link, |l| {
+                        joined = l.handle_recv_buf(&mut pending, b)?;
+                        Ok(())
+                    });
+                    shard.metrics.add(Metric::ring_bytes_joined, joined as u64);
+                    if fed.is_err() {
+                        break 'read;
                     }
                 }
                 continue 'read;

@@ -44,7 +44,7 @@ use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, S
 use glommio::net::TcpListener;
 use glommio::{GlommioError, LocalExecutorBuilder, ResourceType};
 
-use crate::handshake::{Established, Identity, Link, NodeId, ReplayGuard};
+use crate::handshake::{Established, Identity, Link, LinkError, NodeId, ReplayGuard};
 use crate::node::{
     Engine, EngineCounts, EngineFactory, HandleInner, IoMode, Metric, NodeConfig, NodeEvent, NodeHandle, PeerSendError,
     Placement, SendError, SendOptions, ShardInfo, ShardMetrics, ShutdownReport, StartError, shard_of,
@@ -935,14 +935,19 @@ impl Shard {
         self.drive(remote);
     }
 
-    /// Bytes arrived on a link: decrypt, hand frames to the proxy, run engines.
-    fn on_bytes(self: &Rc<Self>, link_id: LinkId, buf: &mut BytesMut) -> Result<(), ()> {
+    /// Bytes arrived on a link: `feed` hands them to the link, which decrypts
+    /// whole records; then frames go to the proxy and engines run.
+    fn on_bytes(
+        self: &Rc<Self>,
+        link_id: LinkId,
+        feed: impl FnOnce(&mut Link) -> Result<(), LinkError>,
+    ) -> Result<(), ()> {
         let now = self.now();
         let mut frames = self.frames.take();
         let remote = {
             let mut links = self.links.borrow_mut();
             let Some(slot) = links.get_mut(&link_id) else { return Err(()) };
-            if slot.link.handle_recv(buf).is_err() {
+            if feed(&mut slot.link).is_err() {
                 self.metrics.add(Metric::protocol_errors, 1);
                 return Err(());
             }
