@@ -171,6 +171,8 @@ fn node_on_io_path(io: &str) {
         &metrics,
         "--io",
         io,
+        "--ring-buffer-size",
+        "64K",
     ]);
     assert_eq!(hello["shards"], 2);
     assert_eq!(hello["io"], io, "the start line names the socket path in use");
@@ -188,6 +190,7 @@ fn node_on_io_path(io: &str) {
     let text = http_get(&metrics);
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert!(text.contains("shardwire_messages_in{shard="), "{text}");
+    assert!(text.contains("shardwire_ring_bytes_joined{shard="), "{text}");
 
     // SIGTERM: graceful shutdown and a JSON summary line.
     // SAFETY: signalling our own child process.
@@ -215,6 +218,10 @@ fn node_bad_flags_and_key_files_exit_2() {
     assert!(err.contains("--peer"), "{err}");
     let (code, _, _) = shardwire(&["node", "--listen", "127.0.0.1:0"]);
     assert_eq!(code, 2, "missing --key");
+    let (code, _, err) =
+        shardwire(&["node", "--key", "/tmp/x", "--listen", "127.0.0.1:0", "--ring-buffer-size", "100"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--ring-buffer-size") && err.contains("outside 512 .. 1M"), "{err}");
 }
 
 #[test]

@@ -63,6 +63,17 @@ pub struct IoArgs {
     /// completion before it sleeps, e.g. 50us (0s: sleep at once).
     #[arg(long, default_value = "50us", value_parser = crate::units::parse_duration)]
     pub ring_spin: Duration,
+    /// Ring path: size of each of a shard's 256 receive buffers, 512 .. 1M.
+    /// 16K (default) suits small messages; streams of large ones copy less
+    /// with 128K (a record that spans two buffers is copied once: see the
+    /// shardwire_ring_bytes_joined metric), at the price of more memory.
+    #[arg(long, default_value = "16K", value_parser = parse_ring_buffer_size)]
+    pub ring_buffer_size: usize,
+}
+
+fn parse_ring_buffer_size(s: &str) -> Result<usize, String> {
+    let n = crate::units::parse_size(s)?;
+    if (512..=1 << 20).contains(&n) { Ok(n) } else { Err(format!("{n} bytes is outside 512 .. 1M")) }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,6 +90,7 @@ impl IoArgs {
             Io::Glommio => shardwire::node::IoMode::Glommio,
         };
         c.ring_spin = self.ring_spin;
+        c.ring_buffer_size = self.ring_buffer_size;
     }
 }
 

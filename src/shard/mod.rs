@@ -412,6 +412,10 @@ struct Router<'a> {
     shard: &'a Shard,
 }
 
+/// Most frames [`Shard::on_bytes`] hands to the proxy before running the
+/// engines on them.
+const FRAME_BATCH: usize = 64;
+
 impl Deliver for Router<'_> {
     fn deliver(&mut self, from: NodeId, msg: EngineMsg, _prefs: TransportPrefs) -> Result<(), RefuseReason> {
         let s = self.shard;
@@ -936,7 +940,10 @@ impl Shard {
     }
 
     /// Bytes arrived on a link: `feed` hands them to the link, which decrypts
-    /// whole records; then frames go to the proxy and engines run.
+    /// whole records; then frames go to the proxy and engines run, at most
+    /// [`FRAME_BATCH`] frames at a time (a received buffer can hold
+    /// thousands of small messages: handled and run in small batches, their
+    /// frames and work items stay in cache).
     fn on_bytes(
         self: &Rc<Self>,
         link_id: LinkId,
@@ -944,42 +951,62 @@ impl Shard {
     ) -> Result<(), ()> {
         let now = self.now();
         let mut frames = self.frames.take();
-        let remote = {
-            let mut links = self.links.borrow_mut();
-            let Some(slot) = links.get_mut(&link_id) else { return Err(()) };
-            if feed(&mut slot.link).is_err() {
-                self.metrics.add(Metric::protocol_errors, 1);
-                return Err(());
-            }
-            loop {
-                match slot.link.poll_frame() {
-                    Ok(Some(f)) => frames.push(f),
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.metrics.add(Metric::protocol_errors, 1);
-                        return Err(());
-                    }
-                }
-            }
-            slot.remote
-        };
+        let mut feed = Some(feed);
+        let mut remote = None;
         let mut result = Ok(());
-        {
-            let mut ps = self.proxies.borrow_mut();
-            if let Some(e) = ps.get_mut(&remote) {
-                let mut router = Router { shard: self };
-                for f in frames.drain(..) {
-                    if e.px.handle_frame(link_id, f, now, &mut router).is_err() {
-                        self.metrics.add(Metric::protocol_errors, 1);
+        loop {
+            let (more, r) = {
+                let mut links = self.links.borrow_mut();
+                // Gone: an engine closed it while running (or it never was).
+                let Some(slot) = links.get_mut(&link_id) else {
+                    if remote.is_none() {
                         result = Err(());
-                        break;
+                    }
+                    break;
+                };
+                remote = Some(slot.remote);
+                if let Some(feed) = feed.take() {
+                    if feed(&mut slot.link).is_err() {
+                        result = Err(());
+                    }
+                }
+                while result.is_ok() && frames.len() < FRAME_BATCH {
+                    match slot.link.poll_frame() {
+                        Ok(Some(f)) => frames.push(f),
+                        Ok(None) => break,
+                        Err(_) => result = Err(()),
+                    }
+                }
+                if result.is_err() {
+                    self.metrics.add(Metric::protocol_errors, 1);
+                    break;
+                }
+                (frames.len() == FRAME_BATCH, slot.remote)
+            };
+            {
+                let mut ps = self.proxies.borrow_mut();
+                if let Some(e) = ps.get_mut(&r) {
+                    let mut router = Router { shard: self };
+                    for f in frames.drain(..) {
+                        if e.px.handle_frame(link_id, f, now, &mut router).is_err() {
+                            self.metrics.add(Metric::protocol_errors, 1);
+                            result = Err(());
+                            break;
+                        }
                     }
                 }
             }
+            frames.clear();
+            if result.is_err() || !more {
+                break;
+            }
+            self.dispatch();
         }
         frames.clear();
         *self.frames.borrow_mut() = frames;
-        self.drive(remote);
+        if let Some(r) = remote {
+            self.drive(r);
+        }
         self.dispatch();
         result
     }
