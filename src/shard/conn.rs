@@ -467,17 +467,20 @@ async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, lefto
     let fd = sock.fd.as_raw_fd();
     // The unparsed start of a record (the link decrypts whole records).
     let mut pending = BytesMut::new();
-    let mut first = (!leftover.is_empty()).then(|| BytesMut::from(&leftover[..]));
+    // Hands one received buffer to the link behind `pending` and runs what
+    // it completes; counts the bytes copied to join a record across buffers.
+    let feed = |pending: &mut BytesMut, b: BytesMut| {
+        let mut joined = 0;
+        let fed = shard.on_bytes(link, |l| {
+            joined = l.handle_recv_buf(pending, b)?;
+            Ok(())
+        });
+        shard.metrics.add(Metric::ring_bytes_joined, joined as u64);
+        fed
+    };
     let mut op = ring.recv_multi(fd);
-    'read: loop {
-        if let Some(b) = first.take() {
-            if shard.on_bytes(link, |l| l.handle_recv_buf(&mut pending, b).map(drop)).is_err() {
-                break;
-            }
-        }
-        if !shard.links.borrow().contains_key(&link) {
-            break;
-        }
+    let mut fed = if leftover.is_empty() { Ok(()) } else { feed(&mut pending, BytesMut::from(&leftover[..])) };
+    'read: while fed.is_ok() && shard.links.borrow().contains_key(&link) {
         loop {
             // Completions are taken strictly in order; only once the last
             // one of a multishot receive is consumed is a new one armed
@@ -489,15 +492,7 @@ async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, lefto
             if c.res > 0 {
                 shard.metrics.add(Metric::bytes_in, c.res as u64);
                 if let Some(b) = c.buf {
-                    let mut joined = 0;
-                    let fed = shard.on_bytes(link, |l| {
-                        joined = l.handle_recv_buf(&mut pending, b)?;
-                        Ok(())
-                    });
-                    shard.metrics.add(Metric::ring_bytes_joined, joined as u64);
-                    if fed.is_err() {
-                        break 'read;
-                    }
+                    fed = feed(&mut pending, b);
                 }
                 continue 'read;
             }
