@@ -244,8 +244,8 @@ impl Deliver for Counted {
 }
 
 /// Frames written straight into a link's records.
-struct Into<'a>(&'a mut Link, &'a mut BytesMut);
-impl FrameSink for Into<'_> {
+struct IntoLink<'a>(&'a mut Link, &'a mut BytesMut);
+impl FrameSink for IntoLink<'_> {
     fn frame(&mut self, parts: &[&[u8]]) {
         self.0.send_frame_parts(parts, self.1).unwrap();
     }
@@ -283,13 +283,13 @@ impl Pipeline {
     /// Everything each side has to send crosses once; returns messages delivered.
     fn turn(&mut self) -> u64 {
         let before = self.delivered.0;
-        while self.a.poll_transmit(Self::LINK, &mut Into(&mut self.link_a, &mut self.wire_ab), 0) {}
+        while self.a.poll_transmit(Self::LINK, &mut IntoLink(&mut self.link_a, &mut self.wire_ab), 0) {}
         self.link_a.flush(&mut self.wire_ab).unwrap();
         self.link_b.handle_recv(&mut self.wire_ab).unwrap();
         while let Some(f) = self.link_b.poll_frame().unwrap() {
             self.b.handle_frame(Self::LINK, f, 0, &mut self.delivered).unwrap();
         }
-        while self.b.poll_transmit(Self::LINK, &mut Into(&mut self.link_b, &mut self.wire_ba), 0) {}
+        while self.b.poll_transmit(Self::LINK, &mut IntoLink(&mut self.link_b, &mut self.wire_ba), 0) {}
         self.link_b.flush(&mut self.wire_ba).unwrap();
         self.link_a.handle_recv(&mut self.wire_ba).unwrap();
         while let Some(f) = self.link_a.poll_frame().unwrap() {

@@ -73,7 +73,7 @@ pub struct IoArgs {
 
 fn parse_ring_buffer_size(s: &str) -> Result<usize, String> {
     let n = crate::units::parse_size(s)?;
-    if (512..=1 << 20).contains(&n) { Ok(n) } else { Err(format!("{n} bytes is outside 512 .. 1M")) }
+    if shardwire::node::RING_BUFFER_SIZES.contains(&n) { Ok(n) } else { Err(format!("{n} bytes is outside 512 .. 1M")) }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -88,6 +88,9 @@ pub struct PeerConfig {
     pub permanence: Permanence,
 }
 
+/// The sizes [`NodeConfig::ring_buffer_size`] may take: 512 bytes to 1 MiB.
+pub const RING_BUFFER_SIZES: std::ops::RangeInclusive<usize> = 512..=1 << 20;
+
 /// Everything a node needs to know, with defaults that are safe to run.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -141,7 +144,8 @@ pub struct NodeConfig {
     /// queue has four times as many). The kernel refuses more than 32768.
     pub ring_entries: u32,
     /// Ring path: provided receive buffers per shard (a power of two,
-    /// default 256) and their size (default 16 KiB).
+    /// default 256) and their size (default 16 KiB, within
+    /// [`RING_BUFFER_SIZES`]).
     pub ring_buffers: u16,
     /// See `ring_buffers`.
     pub ring_buffer_size: usize,

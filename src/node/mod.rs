@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-pub use config::{IoMode, ListenShards, NodeConfig, PeerConfig, Placement, Shards};
+pub use config::{IoMode, ListenShards, NodeConfig, PeerConfig, Placement, RING_BUFFER_SIZES, Shards};
 pub use metrics::{Metric, ShardMetrics};
 
 use crate::handshake::{Identity, NodeId};
@@ -417,7 +417,7 @@ impl NodeBuilder {
         if !self.cfg.ring_buffers.is_power_of_two() {
             return Err(StartError::Config("ring_buffers must be a power of two"));
         }
-        if !(512..=1 << 20).contains(&self.cfg.ring_buffer_size) {
+        if !config::RING_BUFFER_SIZES.contains(&self.cfg.ring_buffer_size) {
             return Err(StartError::Config("ring_buffer_size must be 512 bytes .. 1 MiB"));
         }
         let mut names = std::collections::HashSet::new();

@@ -1259,7 +1259,7 @@ struct ShardInit {
 /// connection path. A connection only needs the peer to have started its
 /// receiver, which `peer_id` shows at once, so polling it on a timer makes
 /// start-up independent of that wake-up.
-async fn connect_sender(tx: SharedSender<Batch>) -> glommio::channels::shared_channel::ConnectedSender<Batch> {
+async fn connect_sender(tx: SharedSender<Batch>) -> ConnectedSender<Batch> {
     let mut connecting = std::pin::pin!(tx.connect());
     loop {
         let step = futures_lite::future::or(async { Some(connecting.as_mut().await) }, async {
