@@ -623,11 +623,19 @@ fn load() -> String {
 
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
-    // `-- profile-pingpong`: only shardwire ring-path spinning ping-pong (for perf).
+    // `-- profile-pingpong`: shardwire ring-path spinning ping-pong (for
+    // perf), each run beside busy-polling std sockets for the ratio.
     if filter == "profile-pingpong" {
         for _ in 0..3 {
+            let s = std_pingpong(true);
             let p = sw::pingpong(true, IoMode::Uring);
-            println!("shardwire uring spinning ping-pong: p50 {:.1} us, p99 {:.1} us", p.p50, p.p99);
+            println!(
+                "shardwire uring spinning ping-pong: p50 {:.1} us, p99 {:.1} us; std busy-poll p50 {:.1} us: ratio {:.2}",
+                p.p50,
+                p.p99,
+                s.p50,
+                p.p50 / s.p50
+            );
         }
         return;
     }

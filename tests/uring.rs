@@ -84,6 +84,61 @@ fn running_out_of_provided_buffers_rearms_and_loses_nothing() {
     b.shutdown(SEC);
 }
 
+#[test]
+fn receive_buffers_are_reused_only_once_their_messages_are_dropped() {
+    // Eight 4 KiB receive buffers and ~3 MB of 1 KiB messages: the shard
+    // refills a buffer ~750 times. The application drops most messages at
+    // once (their buffers can go back into the ring) but keeps every
+    // seventh, on another thread, to the end: memory still referenced must
+    // never be handed to the kernel again, or those would be overwritten.
+    const N: u64 = 3000;
+    const LEN: usize = 1000;
+    let b = builder(1)
+        .configure(|c| {
+            c.io = IoMode::Uring;
+            c.ring_buffers = 8;
+            c.ring_buffer_size = 4096;
+        })
+        .start()
+        .unwrap();
+    assert_eq!(b.io_mode(), IoMode::Uring);
+    let a = builder(1).configure(|c| c.io = IoMode::Uring).start().unwrap();
+    a.add_peer(b.node_id(), b.listen_addr().unwrap(), Permanence::Ephemeral);
+    let to = b.node_id();
+    let sender = std::thread::spawn(move || {
+        for n in 0..N {
+            let mut m = message(n, LEN);
+            // The handle's queue is bounded: wait for room.
+            while let Err(SendError::Full(back)) = a.send(to, app(), app(), m, SendOptions::default()) {
+                m = back.msg;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        a
+    });
+    let (mut kept, mut seen) = (Vec::new(), 0u64);
+    let end = Instant::now() + T;
+    while seen < N && Instant::now() < end {
+        if let Ok(NodeEvent::Message { msg, .. }) = b.events().recv_timeout(Duration::from_millis(50)) {
+            assert_eq!(msg.msg.bytes(), &encoded(seen, LEN), "message {seen} arrived intact and in order");
+            if seen % 7 == 0 {
+                kept.push((seen, msg.msg));
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, N, "every message arrived");
+    for (n, m) in &kept {
+        assert_eq!(m.bytes(), &encoded(*n, LEN), "kept message {n} is unchanged");
+    }
+    let reused = b.metric(Metric::ring_buffers_reused);
+    assert!(reused > 0, "buffers the application let go of were reused");
+    let a = sender.join().unwrap();
+    assert_eq!(b.metric(Metric::protocol_errors), 0);
+    a.shutdown(SEC);
+    b.shutdown(SEC);
+}
+
 /// Sends as fast as its queue takes messages until `until`, then stops;
 /// `done` says it stopped.
 struct Blast {

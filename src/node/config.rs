@@ -145,7 +145,10 @@ pub struct NodeConfig {
     pub ring_entries: u32,
     /// Ring path: provided receive buffers per shard (a power of two,
     /// default 256) and their size (default 16 KiB, within
-    /// [`RING_BUFFER_SIZES`]).
+    /// [`RING_BUFFER_SIZES`]). A buffer whose frames and messages have all
+    /// been dropped is reused; up to a quarter as many again are watched
+    /// for that, so a shard holds at most 1.25× `ring_buffers` buffers
+    /// beyond those the application still references.
     pub ring_buffers: u16,
     /// See `ring_buffers`.
     pub ring_buffer_size: usize,

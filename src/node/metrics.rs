@@ -89,6 +89,7 @@ metrics! {
     ring_bytes_joined: "counter", "Received bytes copied to join records that spanned provided buffers (a large share of bytes_in says ring_buffer_size is small for the record sizes).";
     ring_ops_in_flight: "gauge", "Operations this shard's ring has in the kernel (multishot ones included).";
     ring_send_bytes_held: "gauge", "Bytes owned by send operations the kernel has not completed.";
+    ring_buffers_reused: "counter", "Receive buffers refilled with memory whose frames were all dropped, instead of newly allocated.";
 }
 
 /// Number of metrics.

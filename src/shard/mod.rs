@@ -1215,6 +1215,7 @@ impl Shard {
             self.metrics.set(Metric::ring_parks, st.parks);
             self.metrics.set(Metric::ring_ops_in_flight, st.ops_in_flight);
             self.metrics.set(Metric::ring_send_bytes_held, st.send_bytes_held);
+            self.metrics.set(Metric::ring_buffers_reused, st.buffers_reused);
         }
     }
 

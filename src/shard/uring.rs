@@ -110,6 +110,14 @@ impl Op {
 /// The provided-buffer ring: `n` entries the kernel picks receive buffers
 /// from; each slot's memory is a `BytesMut` the shard owns until a
 /// completion hands it to a link.
+///
+/// A slot is refilled at once, with memory a link has finished with if
+/// there is some: each buffer handed out is watched through an empty
+/// handle on its allocation (`lent`), and once the link's frames and every
+/// message cut from them are dropped, that handle is the last reference
+/// and the memory goes back into the ring instead of being freed and a new
+/// buffer allocated (a 16 KiB `free` + `malloc` per receive showed as a
+/// fifth of the receive path's time in a ping-pong profile).
 struct BufRing {
     entries: *mut types::BufRingEntry,
     map_len: usize,
@@ -117,6 +125,10 @@ struct BufRing {
     tail: u16,
     slots: Vec<Option<BytesMut>>,
     size: usize,
+    /// Handles on buffers handed out, oldest first; at most `n / 4`, so
+    /// memory kept for reuse stays within a quarter of the ring's own.
+    lent: VecDeque<BytesMut>,
+    reused: u64,
 }
 
 impl BufRing {
@@ -136,12 +148,21 @@ impl BufRing {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(BufRing { entries: p.cast(), map_len, mask: n - 1, tail: 0, slots: (0..n).map(|_| None).collect(), size })
+        Ok(BufRing {
+            entries: p.cast(),
+            map_len,
+            mask: n - 1,
+            tail: 0,
+            slots: (0..n).map(|_| None).collect(),
+            size,
+            lent: VecDeque::new(),
+            reused: 0,
+        })
     }
 
     /// Gives slot `bid` fresh memory and publishes it to the kernel.
     fn refill(&mut self, bid: u16) {
-        let mut b = BytesMut::with_capacity(self.size);
+        let mut b = self.reclaim().unwrap_or_else(|| BytesMut::with_capacity(self.size));
         let addr = b.as_mut_ptr() as u64;
         self.slots[usize::from(bid)] = Some(b);
         // SAFETY: `tail & mask` indexes the mapped entry array; the kernel
@@ -167,8 +188,33 @@ impl BufRing {
         let mut b = self.slots.get_mut(usize::from(bid))?.take()?;
         // SAFETY: the kernel wrote `len` (<= capacity) bytes into it.
         unsafe { b.set_len(len.min(b.capacity())) };
+        // An empty view of the buffer's end: it shares the allocation, so
+        // it can tell when it is the last reference.
+        let watch = b.split_off(b.capacity());
+        if self.lent.len() >= self.slots.len() / 4 {
+            self.lent.pop_front();
+        }
+        self.lent.push_back(watch);
         self.refill(bid);
         Some(b)
+    }
+
+    /// A lent buffer whose every other reference is gone, its whole
+    /// capacity usable again. Looks at the two oldest: buffers come back
+    /// roughly in the order they went out, and one a link keeps goes to
+    /// the back of the line rather than block the others.
+    fn reclaim(&mut self) -> Option<BytesMut> {
+        for _ in 0..2 {
+            let mut b = self.lent.pop_front()?;
+            // Never allocates: succeeds only when this handle is the
+            // buffer's last reference, and then spans all of it.
+            if b.try_reclaim(self.size) {
+                self.reused += 1;
+                return Some(b);
+            }
+            self.lent.push_back(b);
+        }
+        None
     }
 }
 
@@ -189,6 +235,8 @@ pub(crate) struct RingStats {
     pub ops_in_flight: u64,
     /// Bytes owned by send operations still in the kernel's hands (gauge).
     pub send_bytes_held: u64,
+    /// Receive buffers refilled with memory a link had finished with.
+    pub buffers_reused: u64,
 }
 
 /// A shard's ring and its operations.
@@ -275,6 +323,7 @@ impl Ring {
     pub fn stats(&self) -> RingStats {
         let mut s = self.stats.get();
         s.ops_in_flight = (self.ops.borrow().len() - self.free.borrow().len()) as u64;
+        s.buffers_reused = self.bufs.borrow().reused;
         s
     }
 
