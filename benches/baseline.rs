@@ -470,6 +470,10 @@ mod sw {
                 c.io = io;
                 c.spin_before_park = spin;
                 c.ring_spin = spin;
+                // For A/B runs of the receive buffer size (`-- profile-SIZE`).
+                if let Some(n) = std::env::var("SHARDWIRE_RING_BUFFER_SIZE").ok().and_then(|v| v.parse().ok()) {
+                    c.ring_buffer_size = n;
+                }
             }))
         .start()
         .unwrap();
