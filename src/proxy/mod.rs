@@ -184,7 +184,11 @@ pub enum SendError {
 pub struct ProxyConfig {
     /// This process's incarnation (random per start; never 0).
     pub incarnation: u64,
-    /// Most messages queued or in flight.
+    /// Most messages queued or in flight (default 65,536). Unacknowledged
+    /// messages count, so this is also a stream's window: at 64 bytes it
+    /// is ~6.5 MB on the wire, about what loopback's socket buffers hold,
+    /// and a one-peer stream of small messages can be window-bound
+    /// (docs/performance.md section 4).
     pub queue_max_msgs: usize,
     /// Most bytes queued or in flight.
     pub queue_max_bytes: usize,
