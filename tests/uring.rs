@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use shardwire::handshake::NodeId;
-use shardwire::node::{Engine, IoMode, Metric, NodeEvent, Placement, SendError, SendOptions, ShardCtx};
+use shardwire::node::{Engine, IoMode, Metric, NodeEvent, NodeHandle, Placement, SendError, SendOptions, ShardCtx};
 use shardwire::proxy::{EngineId, EngineMsg, Permanence};
 use shardwire::wire::{Message, MessageType, Value, WireConfig, encode_message};
 
@@ -40,17 +40,13 @@ fn message(n: u64, len: usize) -> Message {
     Message::decode(encoded(n, len), &WireConfig::default()).unwrap()
 }
 
-#[test]
-fn running_out_of_provided_buffers_rearms_and_loses_nothing() {
-    // Two 4 KiB receive buffers for a shard that receives 64 KiB messages:
-    // the kernel runs out of buffers again and again. The receiving
-    // application keeps every message (and so the memory it arrived in).
-    const N: u64 = 300;
-    const LEN: usize = 64 << 10;
+/// Two one-shard nodes on the ring path, `a` peered with `b`, whose ring
+/// has `buffers` provided receive buffers of 4 KiB.
+fn sender_and_receiver_with_4k_buffers(buffers: u16) -> (NodeHandle, NodeHandle) {
     let b = builder(1)
         .configure(|c| {
             c.io = IoMode::Uring;
-            c.ring_buffers = 2;
+            c.ring_buffers = buffers;
             c.ring_buffer_size = 4096;
         })
         .start()
@@ -58,6 +54,17 @@ fn running_out_of_provided_buffers_rearms_and_loses_nothing() {
     assert_eq!(b.io_mode(), IoMode::Uring);
     let a = builder(1).configure(|c| c.io = IoMode::Uring).start().unwrap();
     a.add_peer(b.node_id(), b.listen_addr().unwrap(), Permanence::Ephemeral);
+    (a, b)
+}
+
+#[test]
+fn running_out_of_provided_buffers_rearms_and_loses_nothing() {
+    // Two 4 KiB receive buffers for a shard that receives 64 KiB messages:
+    // the kernel runs out of buffers again and again. The receiving
+    // application keeps every message (and so the memory it arrived in).
+    const N: u64 = 300;
+    const LEN: usize = 64 << 10;
+    let (a, b) = sender_and_receiver_with_4k_buffers(2);
     for n in 0..N {
         a.send(b.node_id(), app(), app(), message(n, LEN), SendOptions::default()).unwrap();
     }
@@ -93,17 +100,7 @@ fn receive_buffers_are_reused_only_once_their_messages_are_dropped() {
     // never be handed to the kernel again, or those would be overwritten.
     const N: u64 = 3000;
     const LEN: usize = 1000;
-    let b = builder(1)
-        .configure(|c| {
-            c.io = IoMode::Uring;
-            c.ring_buffers = 8;
-            c.ring_buffer_size = 4096;
-        })
-        .start()
-        .unwrap();
-    assert_eq!(b.io_mode(), IoMode::Uring);
-    let a = builder(1).configure(|c| c.io = IoMode::Uring).start().unwrap();
-    a.add_peer(b.node_id(), b.listen_addr().unwrap(), Permanence::Ephemeral);
+    let (a, b) = sender_and_receiver_with_4k_buffers(8);
     let to = b.node_id();
     let sender = std::thread::spawn(move || {
         for n in 0..N {
