@@ -146,9 +146,8 @@ pub struct NodeConfig {
     /// Ring path: provided receive buffers per shard (a power of two,
     /// default 256) and their size (default 16 KiB, within
     /// [`RING_BUFFER_SIZES`]). A buffer whose frames and messages have all
-    /// been dropped is reused; up to a quarter as many again are watched
-    /// for that, so a shard holds at most 1.25× `ring_buffers` buffers
-    /// beyond those the application still references.
+    /// been dropped is reused: besides the ring's own, a shard keeps at
+    /// most `ring_buffers / 4` buffers it has handed out in view for that.
     pub ring_buffers: u16,
     /// See `ring_buffers`.
     pub ring_buffer_size: usize,

@@ -125,8 +125,9 @@ struct BufRing {
     tail: u16,
     slots: Vec<Option<BytesMut>>,
     size: usize,
-    /// Handles on buffers handed out, oldest first; at most `n / 4`, so
-    /// memory kept for reuse stays within a quarter of the ring's own.
+    /// Handles on buffers handed out, oldest first; at most `n / 4` (one
+    /// for a smaller ring), so memory kept for reuse stays within a quarter
+    /// of the ring's own.
     lent: VecDeque<BytesMut>,
     reused: u64,
 }
