@@ -93,17 +93,16 @@ impl EngineId {
     #[inline(always)]
     fn from_wire(src: &[u8]) -> EngineId {
         let k = usize::from(src[0]) + 1;
-        let (mut lo, mut hi) = ([0u8; 16], [0u8; 16]);
-        if src.len() >= 32 {
-            // Fixed-size copies: two 16-byte loads; what follows the name is masked off.
-            lo.copy_from_slice(&src[..16]);
-            hi.copy_from_slice(&src[16..32]);
-        } else {
+        if src.len() < 32 {
+            // Near the frame's end: a plain copy, the rest already zero.
             let mut w = [0u8; 32];
             w[..k].copy_from_slice(&src[..k]);
-            lo.copy_from_slice(&w[..16]);
-            hi.copy_from_slice(&w[16..]);
+            return EngineId(w);
         }
+        // Fixed-size copies: two 16-byte loads; what follows the name is masked off.
+        let (mut lo, mut hi) = ([0u8; 16], [0u8; 16]);
+        lo.copy_from_slice(&src[..16]);
+        hi.copy_from_slice(&src[16..32]);
         let keep = |bytes: usize| if bytes >= 16 { u128::MAX } else { (1u128 << (8 * bytes)) - 1 };
         let lo = u128::from_le_bytes(lo) & keep(k);
         let hi = u128::from_le_bytes(hi) & keep(k.saturating_sub(16));
