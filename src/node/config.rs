@@ -147,7 +147,8 @@ pub struct NodeConfig {
     /// default 256) and their size (default 16 KiB, within
     /// [`RING_BUFFER_SIZES`]). A buffer whose frames and messages have all
     /// been dropped is reused: besides the ring's own, a shard keeps at
-    /// most `ring_buffers / 4` buffers it has handed out in view for that.
+    /// most `ring_buffers / 4` (at least one) buffers it has handed out in
+    /// view for that.
     pub ring_buffers: u16,
     /// See `ring_buffers`.
     pub ring_buffer_size: usize,

@@ -126,8 +126,8 @@ struct BufRing {
     slots: Vec<Option<BytesMut>>,
     size: usize,
     /// Handles on buffers handed out, oldest first; at most `n / 4` (one
-    /// for a smaller ring), so memory kept for reuse stays within a quarter
-    /// of the ring's own.
+    /// for a ring of fewer than 8), so memory kept for reuse stays within a
+    /// quarter of the ring's own.
     lent: VecDeque<BytesMut>,
     reused: u64,
 }
@@ -189,14 +189,15 @@ impl BufRing {
         let mut b = self.slots.get_mut(usize::from(bid))?.take()?;
         // SAFETY: the kernel wrote `len` (<= capacity) bytes into it.
         unsafe { b.set_len(len.min(b.capacity())) };
+        // Refilled from buffers lent earlier: this one is still in use.
+        self.refill(bid);
         // An empty view of the buffer's end: it shares the allocation, so
         // it can tell when it is the last reference.
         let watch = b.split_off(b.capacity());
-        if self.lent.len() >= self.slots.len() / 4 {
+        if self.lent.len() >= (self.slots.len() / 4).max(1) {
             self.lent.pop_front();
         }
         self.lent.push_back(watch);
-        self.refill(bid);
         Some(b)
     }
 
