@@ -423,3 +423,18 @@ on_both_io_paths!(
     simultaneous_dials_settle_on_one_link,
     adverts_are_exchanged_when_one_side_is_behind,
 );
+
+/// A shard count past the machine's limit is refused before any shard
+/// thread starts: 100,000 shards would exhaust memory (~25 MiB each).
+#[test]
+fn too_many_shards_is_a_typed_error() {
+    use shardwire::node::{Node, Shards, StartError};
+    let max = Shards::max();
+    assert!(max >= 16);
+    let r = Node::builder().identity(Identity::generate()).shards(Shards::Count(100_000)).start();
+    match r {
+        Err(StartError::TooManyShards { asked, max: m }) => assert_eq!((asked, m), (100_000, max)),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a node with 100,000 shards started"),
+    }
+}

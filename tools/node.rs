@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use shardwire::handshake::{Identity, NodeId};
-use shardwire::node::{EngineCounts, Node, NodeHandle, Placement, Shards, ShutdownReport};
+use shardwire::node::{EngineCounts, Node, NodeHandle, Placement, Shards, ShutdownReport, StartError};
 use shardwire::proxy::Permanence;
 
 use crate::{EXIT_BAD_INPUT, services};
@@ -174,7 +174,8 @@ pub fn run(args: NodeArgs) -> ExitCode {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            let bad_input = matches!(e, StartError::TooManyShards { .. });
+            return ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 });
         }
     };
     if let Some(addr) = args.metrics {

@@ -17,7 +17,7 @@ pub enum Shards {
     /// One per available CPU (default).
     #[default]
     PerCore,
-    /// Exactly this many (at least 1).
+    /// Exactly this many (at least 1, at most [`Shards::max`]).
     Count(usize),
 }
 
@@ -25,10 +25,25 @@ impl Shards {
     /// The number this resolves to on this machine.
     pub fn resolve(self) -> usize {
         match self {
-            Shards::PerCore => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Shards::PerCore => cpus(),
             Shards::Count(n) => n.max(1),
         }
     }
+
+    /// The most shards a node may run on this machine: four per CPU, and
+    /// at least 16. Each shard is a thread with its own executor, ring and
+    /// receive buffers plus a queue to every other shard (their memory
+    /// grows with the square of the count), so a mistyped count would
+    /// otherwise exhaust memory; it gets
+    /// [`StartError::TooManyShards`](crate::node::StartError::TooManyShards)
+    /// instead. More shards than CPUs only makes sense for tests.
+    pub fn max() -> usize {
+        (cpus() * 4).max(16)
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Where shard threads run.
@@ -129,9 +144,13 @@ pub struct NodeConfig {
     /// Batches a cross-shard queue holds (default 4096).
     pub mesh_capacity: usize,
     /// Commands the handle's queue into each shard holds (default 65,536).
+    /// Memory follows the commands queued, not this bound (an empty queue
+    /// holds almost nothing); senders on several threads at once may pass
+    /// it by one each.
     pub inbox_capacity: usize,
     /// Events the handle's event queue holds (default 65,536); deliveries to
-    /// external engines beyond it are refused as Busy.
+    /// external engines beyond it are refused as Busy. Memory follows the
+    /// events queued, as for `inbox_capacity`.
     pub event_capacity: usize,
     /// glommio path: busy-poll this long before a shard parks (default 0).
     pub spin_before_park: Duration,

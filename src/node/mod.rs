@@ -306,6 +306,14 @@ pub enum StartError {
     /// A configuration value is out of range.
     #[error("bad configuration: {0}")]
     Config(&'static str),
+    /// More shards than [`Shards::max`] allows on this machine.
+    #[error("cannot run {asked} shards: at most {max} on this machine (four per CPU, at least 16)")]
+    TooManyShards {
+        /// The count asked for.
+        asked: usize,
+        /// The most allowed here.
+        max: usize,
+    },
 }
 
 /// Entry point: `Node::builder()`.
@@ -414,6 +422,10 @@ impl NodeBuilder {
     /// Starts the shards; returns once every shard listens and runs.
     pub fn start(self) -> Result<NodeHandle, StartError> {
         let identity = self.identity.ok_or(StartError::NoIdentity)?;
+        let (asked, max) = (self.cfg.shards.resolve(), Shards::max());
+        if asked > max {
+            return Err(StartError::TooManyShards { asked, max });
+        }
         if !self.cfg.ring_buffers.is_power_of_two() {
             return Err(StartError::Config("ring_buffers must be a power of two"));
         }

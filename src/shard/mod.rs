@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
 use glommio::net::TcpListener;
 use glommio::{GlommioError, LocalExecutorBuilder, ResourceType};
@@ -151,7 +151,7 @@ pub(crate) struct NodeShared {
     pub adverts: Arc<RwLock<HashMap<NodeId, NodeAdvert>>>,
     pub our_advert: (u64, Bytes),
     pub epoch_ms: u64,
-    pub events: Sender<NodeEvent>,
+    pub events: wake::BoundedSender<NodeEvent>,
     pub next_dial_seed: AtomicU64,
     pub inboxes: Vec<Inbox>,
     pub rpc_client_calls: Arc<crate::rpc::Budget>,
@@ -750,16 +750,16 @@ impl Shard {
             q.push_back(ev);
             return;
         }
-        if let Err(e) = self.shared.events.try_send(ev) {
-            q.push_back(e.into_inner());
+        if let Err(ev) = self.shared.events.try_send(ev) {
+            q.push_back(ev);
         }
     }
 
     fn flush_overflow(&self) {
         let mut q = self.overflow.borrow_mut();
         while let Some(ev) = q.pop_front() {
-            if let Err(e) = self.shared.events.try_send(ev) {
-                q.push_front(e.into_inner());
+            if let Err(ev) = self.shared.events.try_send(ev) {
+                q.push_front(ev);
                 break;
             }
         }
@@ -1490,7 +1490,7 @@ pub(crate) fn start(
         },
         IoMode::Glommio => IoMode::Glommio,
     };
-    let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_capacity);
+    let (events_tx, events_rx) = wake::bounded_lazy(cfg.event_capacity);
     let created = wall_ms();
     let advert = NodeAdvert {
         id: identity.node_id(),
