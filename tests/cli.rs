@@ -222,6 +222,15 @@ fn node_bad_flags_and_key_files_exit_2() {
         shardwire(&["node", "--key", "/tmp/x", "--listen", "127.0.0.1:0", "--ring-buffer-size", "100"]);
     assert_eq!(code, 2);
     assert!(err.contains("--ring-buffer-size") && err.contains("outside 512 .. 1M"), "{err}");
+    // A mistyped shard count is refused before any shard starts (100,000
+    // shards would take ~2.5 TB and the OOM killer would end the process).
+    let dir = scratch("bad-flags");
+    let key = keygen(&dir, "k");
+    let (code, _, err) =
+        shardwire(&["node", "--key", key.to_str().unwrap(), "--listen", "127.0.0.1:0", "--shards", "100000"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot run 100000 shards: at most"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -423,6 +432,15 @@ fn loadgen_and_latency_against_a_node() {
     let (code, _, err) = shardwire(&["loadgen", "--target", &target, "--size", "64", "--duration", "1s"]);
     assert_eq!(code, 2, "{err}");
     assert_eq!(shardwire(&["loadgen", "--target", &target, "--size", "x", "--duration", "1s", "--max"]).0, 2);
+    // Counts that would only fill memory are refused up front.
+    for (flag, value, says) in
+        [("--window", "100000000", "--window 1 to 65536"), ("--shards", "100000", "--shards at most")]
+    {
+        let (code, _, err) =
+            shardwire(&["loadgen", "--target", &target, "--size", "64", "--duration", "1s", "--max", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {err}");
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

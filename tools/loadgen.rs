@@ -61,7 +61,8 @@ pub struct LoadgenArgs {
     /// connection and target).
     #[arg(long)]
     pub max: bool,
-    /// Messages in flight per connection and target with `--max`.
+    /// Messages in flight per connection and target with `--max` (at most
+    /// 65,536, what a peer's queue holds).
     #[arg(long, default_value_t = 256)]
     pub window: usize,
     /// send: one-way engine messages to a `sink` node; rpc: unary calls to
@@ -286,9 +287,23 @@ impl Engine for Load {
     }
 }
 
+/// The largest `--window`: a node queues at most this many messages per
+/// peer by default (`ProxyConfig::queue_max_msgs`), and every call in
+/// flight is a task, so a mistyped window would only fill memory.
+const MAX_WINDOW: usize = 65_536;
+
 pub fn run(args: LoadgenArgs) -> ExitCode {
-    if args.connections == 0 || args.connections > 64 || args.shards == 0 || args.window == 0 {
-        eprintln!("error: --connections must be 1 to 64, --shards and --window at least 1");
+    if args.connections == 0
+        || args.connections > 64
+        || args.shards == 0
+        || args.window == 0
+        || args.window > MAX_WINDOW
+    {
+        eprintln!("error: --connections must be 1 to 64, --window 1 to {MAX_WINDOW}, --shards at least 1");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    if args.shards > Shards::max() {
+        eprintln!("error: --shards at most {} on this machine (four per CPU, at least 16)", Shards::max());
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     if args.size > 4 << 20 {
