@@ -441,6 +441,15 @@ fn loadgen_and_latency_against_a_node() {
         assert_eq!(code, 2, "{flag} {value}: {err}");
         assert!(err.contains(says), "{flag} {value}: {err}");
     }
+    // Nothing to measure is bad input, not an empty report with exit 0.
+    let (code, _, err) = shardwire(&["loadgen", "--target", &target, "--size", "64", "--duration", "0s", "--max"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("must be positive"), "{err}");
+    for args in [["--count", "0"], ["--duration", "0s"]] {
+        let (code, _, err) = shardwire(&["latency", "--target", &target, args[0], args[1]]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(args[0]), "{args:?}: {err}");
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -38,10 +38,10 @@ pub struct LatencyArgs {
     #[arg(long, default_value = "64", value_parser = crate::units::parse_size)]
     pub size: usize,
     /// Round trips to measure (default 10000 unless --duration is given).
-    #[arg(long, conflicts_with = "duration")]
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Measure for this long instead of a count.
-    #[arg(long, value_parser = crate::units::parse_duration)]
+    #[arg(long, value_parser = crate::units::parse_positive_duration)]
     pub duration: Option<Duration>,
     /// Pings per second, sent on schedule (open loop); without it, one at a time.
     #[arg(long, value_parser = crate::units::parse_rate)]

@@ -45,7 +45,7 @@ pub struct LoadgenArgs {
     #[arg(long, value_parser = crate::units::parse_size)]
     pub size: usize,
     /// How long to generate load, e.g. 10s, 2m.
-    #[arg(long, value_parser = crate::units::parse_duration)]
+    #[arg(long, value_parser = crate::units::parse_positive_duration)]
     pub duration: Duration,
     /// Client connections: each is a client node with its own identity and
     /// its own link to every target (at most 64).
@@ -70,10 +70,10 @@ pub struct LoadgenArgs {
     #[arg(long, value_enum, default_value = "send")]
     pub mode: Mode,
     /// Expiry of each sent message (send mode) or call deadline.
-    #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::units::parse_positive_duration)]
     pub expiry: Duration,
     /// How long to wait for the links to come up.
-    #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_positive_duration)]
     pub connect_timeout: Duration,
     /// Print one JSON object on stdout instead of the summary.
     #[arg(long)]

@@ -40,6 +40,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration above zero (how long to run, an expiry, a timeout).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: a duration must be positive"));
+    }
+    Ok(d)
+}
+
 /// A rate per second: a number with an optional decimal suffix (k = 1000, M = 10⁶).
 pub fn parse_rate(s: &str) -> Result<f64, String> {
     let t = s.trim().trim_end_matches("/s");
@@ -78,6 +87,10 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO), "a spin or a timeout may be zero");
+        assert!(parse_positive_duration("0s").unwrap_err().contains("must be positive"));
+        assert!(parse_positive_duration("0.0ms").is_err());
+        assert_eq!(parse_positive_duration("1us"), Ok(Duration::from_micros(1)));
     }
 
     #[test]
