@@ -501,6 +501,11 @@ pub fn run(args: DemoArgs) -> ExitCode {
     };
     row("one-way 256 B (acked)", sent, acked, &hm);
     row("RPC 1 KiB (answered)", rsent, racked, &hr);
+    if went_down {
+        // Latency runs from each message's intended send time, so the cut
+        // shows: say where the tail comes from.
+        println!("  (the p99 and max include messages and calls that waited out the cut of link A-B)");
+    }
     println!();
     println!(
         "  link A-B cut once: {resends} messages resent on the new link, {duplicates} duplicates dropped by receivers"
