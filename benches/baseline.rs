@@ -443,7 +443,7 @@ mod sw {
     use super::*;
     use shardwire::handshake::{Identity, NodeId};
     use shardwire::node::{Engine, Metric, Node, NodeHandle, Placement, SendError, SendOptions, ShardCtx, Shards};
-    use shardwire::proxy::{EngineId, EngineMsg, Permanence};
+    use shardwire::proxy::{EngineId, EngineMsg, MsgId, Outcome, Permanence};
     use shardwire::wire::{Message, MessageType, Value, WireConfig, encode_message};
 
     pub fn message(size: usize) -> Message {
@@ -591,6 +591,148 @@ mod sw {
         }
     }
 
+    /// Sends one message at a time from shard `from` of a two-shard node to
+    /// a peer owned by shard 1 and times each until its delivery outcome:
+    /// `from` 0 crosses shards twice per message (the send and its outcome).
+    struct Prober {
+        from: usize,
+        to: NodeId,
+        msg: Message,
+        done_flag: std::rc::Rc<std::cell::Cell<bool>>,
+        out: std::sync::mpsc::Sender<Histogram<u64>>,
+    }
+    impl Engine for Prober {
+        fn on_start(&mut self, ctx: &ShardCtx) {
+            if ctx.shard() != self.from {
+                return;
+            }
+            let (c, to, msg, flag, out) =
+                (ctx.clone(), self.to, self.msg.clone(), self.done_flag.clone(), self.out.clone());
+            ctx.spawn(async move {
+                // Only the owner shard sees the link; the warm-up sends wait
+                // in its queue until the link is up.
+                c.sleep(Duration::from_millis(300)).await;
+                let mut h = hist();
+                for i in 0..(PINGS / 4 + PING_WARM) {
+                    flag.set(false);
+                    let t = Instant::now();
+                    if let Err(e) = c.send(to, EngineId::named("sink"), msg.clone(), SendOptions::default().notify()) {
+                        eprintln!("probe send failed: {e}");
+                        return;
+                    }
+                    while !flag.get() {
+                        if c.is_stopping() || t.elapsed() > Duration::from_secs(5) {
+                            eprintln!("probe {i}: no outcome within 5 s");
+                            return;
+                        }
+                        c.yield_now().await;
+                    }
+                    if i >= PING_WARM {
+                        h.saturating_record(t.elapsed().as_nanos() as u64);
+                    }
+                }
+                let _ = out.send(h);
+            });
+        }
+        fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
+        fn on_outcome(&mut self, _: &ShardCtx, _: MsgId, _: Outcome, _: Option<Box<EngineMsg>>) {
+            self.done_flag.set(true);
+        }
+    }
+
+    /// Sends as fast as the shard takes them from shard `from` of a
+    /// two-shard node to a peer owned by shard 1.
+    struct ShardBlast {
+        from: usize,
+        to: NodeId,
+        msg: Message,
+        stop: Arc<Counter>,
+    }
+    impl Engine for ShardBlast {
+        fn on_start(&mut self, ctx: &ShardCtx) {
+            if ctx.shard() != self.from {
+                return;
+            }
+            let (c, to, msg, stop) = (ctx.clone(), self.to, self.msg.clone(), self.stop.clone());
+            ctx.spawn(async move {
+                while !stop.stop.load(Ordering::Relaxed) && !c.is_stopping() {
+                    while c.send(to, EngineId::named("sink"), msg.clone(), SendOptions::default()).is_ok() {}
+                    c.sleep(Duration::from_micros(20)).await;
+                }
+            });
+        }
+        fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
+    }
+
+    /// A peer node owned by shard 1 of a two-shard node, and that node.
+    fn two_shard_pair<E: Engine>(
+        a_engine: impl Fn(NodeId) -> E + Send + Sync + 'static,
+        sink: Arc<Counter>,
+    ) -> (NodeHandle, NodeHandle) {
+        let key = loop {
+            let k = Identity::generate();
+            if shardwire::node::shard_of(&k.node_id(), 2) == 1 {
+                break k;
+            }
+        };
+        let b = Node::builder()
+            .identity(key)
+            .listen("127.0.0.1:0".parse().unwrap())
+            .shards(Shards::Count(1))
+            .configure(|c| c.placement = Placement::Cpus(vec![CPU_B]))
+            .engine("sink", move |_| Sink(sink.clone(), 64))
+            .start()
+            .unwrap();
+        let (to, addr) = (b.node_id(), b.listen_addr().unwrap());
+        let a = Node::builder()
+            .identity(Identity::generate())
+            .shards(Shards::Count(2))
+            .configure(|c| {
+                c.placement = Placement::Cpus(vec![CPU_A, CPU_B]);
+                c.ring_spin = Duration::from_secs(5);
+            })
+            .peer(to, addr, Permanence::Permanent)
+            .engine("prober", move |_| a_engine(to))
+            .start()
+            .unwrap();
+        (a, b)
+    }
+
+    /// One-way 64 B messages per second from shard `from` (`-- profile-cross`).
+    pub fn cross_rate(from: usize) -> f64 {
+        let c = Arc::new(Counter::default());
+        let (stop, msg) = (c.clone(), message(64));
+        let (a, b) = two_shard_pair(move |to| ShardBlast { from, to, msg: msg.clone(), stop: stop.clone() }, c.clone());
+        while c.msgs.load(Ordering::Relaxed) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = measure(&c);
+        a.shutdown(Duration::from_millis(200));
+        b.shutdown(Duration::from_millis(200));
+        r.msgs
+    }
+
+    /// Send-to-delivered latency from the peer's owner shard and from the
+    /// other shard of a two-shard spinning node (`-- profile-cross`).
+    pub fn cross(from: usize) -> PingPong {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, msg) = (std::sync::Mutex::new(tx), message(64));
+        let (a, b) = two_shard_pair(
+            move |to| Prober {
+                from,
+                to,
+                msg: msg.clone(),
+                done_flag: Default::default(),
+                out: tx.lock().unwrap().clone(),
+            },
+            Arc::new(Counter::default()),
+        );
+        let h = rx.recv_timeout(Duration::from_secs(120)).expect("probe finished");
+        a.shutdown(Duration::from_millis(200));
+        b.shutdown(Duration::from_millis(200));
+        percentiles(&h)
+    }
+
     pub fn pingpong(spin: bool, io: IoMode) -> PingPong {
         let d = if spin { Duration::from_secs(5) } else { Duration::ZERO };
         let e = node(CPU_B, io, d, |b| b.engine("echo", |_| Echo));
@@ -639,6 +781,26 @@ fn main() {
                 p.p99,
                 s.p50,
                 p.p50 / s.p50
+            );
+        }
+        return;
+    }
+    // `-- profile-cross`: send-to-delivered latency from the peer's owner
+    // shard and from another shard (two cross-shard hops per message).
+    if filter == "profile-cross" {
+        for _ in 0..2 {
+            let own = sw::cross(1);
+            let other = sw::cross(0);
+            let (own_rate, other_rate) = (sw::cross_rate(1), sw::cross_rate(0));
+            println!(
+                "send to delivered, spinning: owner shard p50 {:.1} us p99 {:.1} us; other shard p50 {:.1} us p99 {:.1} us; \
+                 one-way 64 B: owner shard {:.2} M/s, other shard {:.2} M/s",
+                own.p50,
+                own.p99,
+                other.p50,
+                other.p99,
+                own_rate / 1e6,
+                other_rate / 1e6
             );
         }
         return;

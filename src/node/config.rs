@@ -141,7 +141,9 @@ pub struct NodeConfig {
     pub proxy: ProxyConfig,
     /// Default expiry of a send (30 s).
     pub default_expiry: Duration,
-    /// Batches a cross-shard queue holds (default 4096).
+    /// Batches from the other shards that one shard's queue holds (default
+    /// 4096; a batch carries everything one shard had for another since
+    /// its last one). Memory follows the batches queued.
     pub mesh_capacity: usize,
     /// Commands the handle's queue into each shard holds (default 65,536).
     /// Memory follows the commands queued, not this bound (an empty queue

@@ -16,11 +16,14 @@
 //!   by [`Shard::drive`] after every interaction;
 //! - proxy timers go into a heap served by one timer task.
 //!
-//! Between shards: bounded glommio `shared_channel`s carry batches (sends
+//! Between shards: one bounded queue into each shard carries batches (sends
 //! to a node another shard owns, outcomes for an engine on another shard,
 //! accepted sockets whose handshake named a node another shard owns).
-//! From outside threads: a bounded crossbeam queue per shard plus an eventfd
-//! the shard awaits when idle.
+//! From outside threads: a bounded queue of commands per shard. Both are
+//! crossbeam queues woken the same way: an eventfd the shard awaits when
+//! idle, and a look every 16 polls of the ring driver while it spins
+//! (glommio's own channels are woken only by its reactor, which a spinning
+//! shard runs every 5 ms: a cross-shard hop took 2.5 ms on average).
 
 mod conn;
 mod peer;
@@ -40,9 +43,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::Receiver;
-use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::LocalExecutorBuilder;
 use glommio::net::TcpListener;
-use glommio::{GlommioError, LocalExecutorBuilder, ResourceType};
 
 use crate::handshake::{Established, Identity, Link, LinkError, NodeId, ReplayGuard};
 use crate::node::{
@@ -73,7 +75,8 @@ pub(crate) type FastSet<K> = HashSet<K, foldhash::quality::RandomState>;
 /// Engine index meaning "the node handle" in routing tags and counts.
 const HANDLE: usize = u32::MAX as usize;
 const NEVER: u64 = u64::MAX;
-/// Most cross-shard items waiting for one destination before sends fail.
+/// Most cross-shard items waiting for one destination before sends fail,
+/// both those a shard still holds for it and those in its queue.
 const MESH_PENDING_MAX: usize = 65_536;
 
 fn origin_of(shard: usize, engine: usize) -> u64 {
@@ -154,6 +157,11 @@ pub(crate) struct NodeShared {
     pub events: wake::BoundedSender<NodeEvent>,
     pub next_dial_seed: AtomicU64,
     pub inboxes: Vec<Inbox>,
+    /// Each shard's queue of batches from the other shards.
+    pub mesh_in: Vec<wake::Inbox<Batch>>,
+    /// Items in those batches, per receiving shard (at most about
+    /// `MESH_PENDING_MAX` are let in).
+    pub mesh_items: Vec<AtomicUsize>,
     pub rpc_client_calls: Arc<crate::rpc::Budget>,
     pub rpc_sessions: Arc<crate::rpc::Budget>,
     pub rpc_calls: Arc<crate::rpc::Budget>,
@@ -229,7 +237,6 @@ pub(crate) struct Shard {
     work: RefCell<VecDeque<Work>>,
     dispatching: Cell<bool>,
     overflow: RefCell<VecDeque<NodeEvent>>,
-    mesh: RefCell<Vec<Option<ConnectedSender<Batch>>>>,
     mesh_out: RefCell<Vec<Vec<Cross>>>,
     mesh_wake: Notify,
     timers: RefCell<BinaryHeap<Reverse<(u64, NodeId)>>>,
@@ -248,6 +255,7 @@ pub(crate) struct Shard {
     /// A clone of the inbox's receiver: the ring driver checks it while
     /// it spins (glommio polls the inbox's eventfd only when idle).
     inbox_peek: Receiver<Command>,
+    mesh_peek: Receiver<Batch>,
     inbox_poke: Notify,
     rpc: RpcState,
     peer: PeerState,
@@ -1100,18 +1108,29 @@ impl Shard {
                     if batch.is_empty() {
                         continue;
                     }
-                    let mesh = self.mesh.borrow();
-                    let Some(tx) = mesh.get(to).and_then(|t| t.as_ref()) else { continue };
-                    match tx.try_send(batch) {
+                    // Items, not only batches, are bounded: a batch carries
+                    // everything pending, and 4,096 of them unbounded took
+                    // this machine's memory when one shard flooded another.
+                    let (items, n) = (&self.shared.mesh_items[to], batch.len());
+                    let queued = items.load(Ordering::Acquire);
+                    let sent = if queued > 0 && queued + n > MESH_PENDING_MAX {
+                        Err(crossbeam_channel::TrySendError::Full(batch))
+                    } else {
+                        items.fetch_add(n, Ordering::AcqRel);
+                        self.shared.mesh_in[to].send_or(batch).inspect_err(|_| {
+                            items.fetch_sub(n, Ordering::AcqRel);
+                        })
+                    };
+                    match sent {
                         Ok(()) => self.metrics.add(Metric::cross_shard_batches, 1),
-                        Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
-                            drop(mesh);
+                        Err(crossbeam_channel::TrySendError::Full(batch)) => {
                             let mut q = self.mesh_out.borrow_mut();
                             let later = std::mem::replace(&mut q[to], batch);
                             q[to].extend(later);
                             blocked = true;
                         }
-                        Err(_) => {} // that shard is gone (shutting down)
+                        // That shard is gone (the node is shutting down).
+                        Err(crossbeam_channel::TrySendError::Disconnected(_)) => {}
                     }
                 }
                 if !blocked {
@@ -1122,22 +1141,25 @@ impl Shard {
         }
     }
 
-    async fn mesh_receiver(self: Rc<Self>, rx: SharedReceiver<Batch>) {
-        let rx = rx.connect().await;
-        while let Some(batch) = rx.recv().await {
-            for c in batch {
-                self.handle_cross(c);
-            }
-            self.dispatch();
-        }
-    }
-
-    async fn inbox_task(self: Rc<Self>, rx: Receiver<Command>, wake: Arc<EventWake>) {
+    /// Serves the shard's two queues from other threads: batches from the
+    /// other shards and commands from the handle.
+    async fn inbox_task(self: Rc<Self>, rx: Receiver<Command>, mesh: Receiver<Batch>, wake: Arc<EventWake>) {
         let efd = wake::EventfdRead::new(wake.fd());
         loop {
             let mut n = 0;
-            while let Ok(cmd) = rx.try_recv() {
-                self.command(cmd);
+            loop {
+                if let Ok(batch) = mesh.try_recv() {
+                    let n = batch.len();
+                    for c in batch {
+                        self.handle_cross(c);
+                    }
+                    self.shared.mesh_items[self.index].fetch_sub(n, Ordering::AcqRel);
+                    self.dispatch();
+                } else if let Ok(cmd) = rx.try_recv() {
+                    self.command(cmd);
+                } else {
+                    break;
+                }
                 n += 1;
                 if n % 1024 == 0 {
                     self.dispatch();
@@ -1146,7 +1168,7 @@ impl Shard {
             }
             self.dispatch();
             wake.set_sleeping(true);
-            if !rx.is_empty() {
+            if !rx.is_empty() || !mesh.is_empty() {
                 wake.set_sleeping(false);
                 continue;
             }
@@ -1239,8 +1261,7 @@ struct ShardInit {
     cfg: Arc<NodeConfig>,
     shared: Arc<NodeShared>,
     listener: Option<RawFd>,
-    mesh_tx: Vec<Option<SharedSender<Batch>>>,
-    mesh_rx: Vec<SharedReceiver<Batch>>,
+    mesh: Receiver<Batch>,
     inbox: Receiver<Command>,
     wake: Arc<EventWake>,
     io: IoMode,
@@ -1250,28 +1271,6 @@ struct ShardInit {
     peer_handler: Option<crate::node::PeerHandlerFactory>,
     metrics: Arc<ShardMetrics>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
-}
-
-/// Connects one cross-shard sender, polling it again every millisecond.
-///
-/// Under heavy CPU contention a shard was seen asleep for good in glommio's
-/// reactor with its mesh connection never completed (the peer shard had
-/// connected and was running): a wake-up got lost somewhere in glommio's
-/// connection path. A connection only needs the peer to have started its
-/// receiver, which `peer_id` shows at once, so polling it on a timer makes
-/// start-up independent of that wake-up.
-async fn connect_sender(tx: SharedSender<Batch>) -> ConnectedSender<Batch> {
-    let mut connecting = std::pin::pin!(tx.connect());
-    loop {
-        let step = futures_lite::future::or(async { Some(connecting.as_mut().await) }, async {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
-            None
-        })
-        .await;
-        if let Some(sender) = step {
-            return sender;
-        }
-    }
 }
 
 async fn run(init: ShardInit) -> ShardReport {
@@ -1327,7 +1326,6 @@ async fn run(init: ShardInit) -> ShardReport {
         work: RefCell::new(VecDeque::new()),
         dispatching: Cell::new(false),
         overflow: RefCell::new(VecDeque::new()),
-        mesh: RefCell::new(Vec::new()),
         mesh_out: RefCell::new((0..init.count).map(|_| Vec::new()).collect()),
         mesh_wake: Notify::default(),
         timers: RefCell::new(BinaryHeap::new()),
@@ -1340,6 +1338,7 @@ async fn run(init: ShardInit) -> ShardReport {
         listen_fd: Cell::new(init.listener),
         ring: ring.clone(),
         inbox_peek: init.inbox.clone(),
+        mesh_peek: init.mesh.clone(),
         inbox_poke: Notify::default(),
         rpc,
         peer: PeerState::new(
@@ -1347,28 +1346,16 @@ async fn run(init: ShardInit) -> ShardReport {
             &init.cfg,
         ),
     });
-    // Cross-shard channels: every end connects concurrently (each waits for its peer).
-    for rx in init.mesh_rx {
-        glommio::spawn_local(shard.clone().mesh_receiver(rx)).detach();
-    }
-    let mut connected = Vec::new();
-    for tx in init.mesh_tx {
-        connected.push(match tx {
-            Some(t) => Some(connect_sender(t).await),
-            None => None,
-        });
-    }
-    *shard.mesh.borrow_mut() = connected;
     glommio::spawn_local(shard.clone().mesh_task()).detach();
     glommio::spawn_local(shard.clone().timer_task()).detach();
     glommio::spawn_local(shard.clone().rpc_timer_task()).detach();
     glommio::spawn_local(shard.clone().peer_timer_task()).detach();
-    glommio::spawn_local(shard.clone().inbox_task(init.inbox, init.wake)).detach();
+    glommio::spawn_local(shard.clone().inbox_task(init.inbox, init.mesh, init.wake)).detach();
     if let Some(ring) = &ring {
         let weak = Rc::downgrade(&shard);
         glommio::spawn_local(ring.clone().drive(move || {
             if let Some(s) = weak.upgrade() {
-                if !s.inbox_peek.is_empty() {
+                if !s.inbox_peek.is_empty() || !s.mesh_peek.is_empty() {
                     s.inbox_poke.notify();
                 }
                 s.sync_ring_metrics();
@@ -1451,11 +1438,15 @@ pub(crate) fn start(
     // The handle's (and stream consumers') ways into each shard.
     let mut inboxes = Vec::with_capacity(n);
     let mut inbox_ends = Vec::with_capacity(n);
+    let mut mesh_ins = Vec::with_capacity(n);
     for i in 0..n {
         let (inbox, rx, wake) =
             Inbox::new(cfg.inbox_capacity).map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
+        // Batches from the other shards: a second queue, woken the same way.
+        let (mesh_in, mesh_rx) = inbox.sibling(cfg.mesh_capacity);
         inboxes.push(inbox);
-        inbox_ends.push((rx, wake));
+        mesh_ins.push(mesh_in);
+        inbox_ends.push((rx, mesh_rx, wake));
     }
     let accepting: Vec<usize> = match &cfg.listen_shards {
         crate::node::ListenShards::All => (0..n).collect(),
@@ -1514,6 +1505,8 @@ pub(crate) fn start(
         events: events_tx,
         next_dial_seed: AtomicU64::new(created),
         inboxes: inboxes.clone(),
+        mesh_in: mesh_ins,
+        mesh_items: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         rpc_client_calls: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_client_calls)),
         rpc_sessions: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_sessions)),
         rpc_calls: Arc::new(crate::rpc::Budget::new(cfg.rpc.max_calls)),
@@ -1521,23 +1514,11 @@ pub(crate) fn start(
         beliefs_seen: Mutex::new(crate::peer::RecentIds::new(cfg.peer_msgs.belief_dedup)),
     });
     let cfg = Arc::new(cfg);
-    // The mesh: one bounded channel per ordered pair of shards.
-    let mut tx: Vec<Vec<Option<SharedSender<Batch>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-    let mut rx: Vec<Vec<SharedReceiver<Batch>>> = (0..n).map(|_| Vec::new()).collect();
-    for (from, row) in tx.iter_mut().enumerate() {
-        for (to, slot) in row.iter_mut().enumerate() {
-            if from != to {
-                let (s, r) = shared_channel::new_bounded(cfg.mesh_capacity);
-                *slot = Some(s);
-                rx[to].push(r);
-            }
-        }
-    }
     let mut threads = Vec::with_capacity(n);
     let mut metrics = Vec::with_capacity(n);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
-    for (i, ((mesh_tx, mesh_rx), (inbox_rx, wake))) in tx.into_iter().zip(rx).zip(inbox_ends).enumerate() {
+    for (i, (inbox_rx, mesh, wake)) in inbox_ends.into_iter().enumerate() {
         let m = Arc::new(ShardMetrics::default());
         metrics.push(m.clone());
         let init = ShardInit {
@@ -1547,8 +1528,7 @@ pub(crate) fn start(
             cfg: cfg.clone(),
             shared: shared.clone(),
             listener: listener_fds[i].take(),
-            mesh_tx,
-            mesh_rx,
+            mesh,
             inbox: inbox_rx,
             wake,
             io,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 /// Wakes one waiting task of the same shard (not thread-safe; not needed).
 #[derive(Default)]
@@ -162,10 +162,16 @@ impl<T> BoundedSender<T> {
     /// Queues `item`; hands it back when the queue is full (or nobody
     /// receives any more).
     pub fn try_send(&self, item: T) -> Result<(), T> {
+        self.send_or(item).map_err(|e| e.into_inner())
+    }
+
+    /// As [`BoundedSender::try_send`], telling a full queue from one whose
+    /// receiver is gone.
+    pub fn send_or(&self, item: T) -> Result<(), TrySendError<T>> {
         if self.tx.len() >= self.cap {
-            return Err(item);
+            return Err(TrySendError::Full(item));
         }
-        self.tx.send(item).map_err(|e| e.into_inner())
+        self.tx.send(item).map_err(|e| TrySendError::Disconnected(e.into_inner()))
     }
 }
 
@@ -196,9 +202,21 @@ impl<T> Inbox<T> {
 
     /// Queues `item` and wakes the shard; hands the item back when full.
     pub fn send(&self, item: T) -> Result<(), T> {
-        self.tx.try_send(item)?;
+        self.send_or(item).map_err(|e| e.into_inner())
+    }
+
+    /// As [`Inbox::send`], telling a full queue from a shard that is gone.
+    pub fn send_or(&self, item: T) -> Result<(), TrySendError<T>> {
+        self.tx.send_or(item)?;
         self.wake.signal();
         Ok(())
+    }
+
+    /// A second queue into the same shard, of at most `capacity` items,
+    /// woken through the same eventfd (one wait covers both).
+    pub fn sibling<U>(&self, capacity: usize) -> (Inbox<U>, Receiver<U>) {
+        let (tx, rx) = bounded_lazy(capacity);
+        (Inbox { tx, wake: self.wake.clone() }, rx)
     }
 }
 
