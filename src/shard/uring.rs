@@ -23,6 +23,12 @@
 //! parks on an eventfd registered with the ring (awaited through glommio),
 //! so an idle shard sleeps and glommio's timers and channels run. A task
 //! that pushes an operation while the driver is parked wakes it.
+//!
+//! Sleeps (`ShardCtx::sleep`) are the driver's too: glommio's timers fire
+//! only when its reactor runs, every 5 ms while the driver spins, so the
+//! driver keeps the shard's sleeps in a heap it checks every 16 polls, and a
+//! park lasts at most until the earliest one (one glommio timer, precise
+//! while the executor is idle).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -227,6 +233,90 @@ impl Drop for BufRing {
     }
 }
 
+/// A sleep the driver serves (see [`Ring::sleep_until`]).
+struct Timer {
+    waker: RefCell<Option<Waker>>,
+    fired: Cell<bool>,
+    cancelled: Cell<bool>,
+}
+
+/// A sleep on the ring path (from [`Ring::sleep_until`]).
+pub(crate) struct Sleep {
+    ring: Rc<Ring>,
+    /// Armed in the driver's heap on the first poll that has to wait.
+    timer: Option<Rc<Timer>>,
+    at: Instant,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.timer.as_ref().is_some_and(|t| t.fired.get()) || Instant::now() >= self.at {
+            return Poll::Ready(());
+        }
+        if let Some(t) = &self.timer {
+            *t.waker.borrow_mut() = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let timer = Rc::new(Timer {
+            waker: RefCell::new(Some(cx.waker().clone())),
+            fired: Cell::new(false),
+            cancelled: Cell::new(false),
+        });
+        let ring = &self.ring;
+        let seq = ring.timer_seq.get();
+        ring.timer_seq.set(seq + 1);
+        ring.timers.borrow_mut().push(Armed { at: self.at, seq, timer: timer.clone() });
+        // A parked driver waits for the earliest sleep it knew of.
+        if ring.parked.get() {
+            ring.wake.notify();
+        }
+        self.timer = Some(timer);
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(t) = &self.timer {
+            if !t.fired.get() {
+                t.cancelled.set(true);
+                t.waker.borrow_mut().take();
+                self.ring.note_cancelled();
+            }
+        }
+    }
+}
+
+/// A timer in the driver's heap, earliest first (then in arming order).
+struct Armed {
+    at: Instant,
+    seq: u64,
+    timer: Rc<Timer>,
+}
+
+impl PartialEq for Armed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Armed {}
+
+impl PartialOrd for Armed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Armed {
+    /// Reversed: `BinaryHeap` pops the greatest, and the earliest is due first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
 /// Counters of one ring.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct RingStats {
@@ -257,6 +347,13 @@ pub(crate) struct Ring {
     wake: Notify,
     spin: Duration,
     stats: Cell<RingStats>,
+    /// Sleeps of the shard's engines, served by the driver: glommio's own
+    /// timers fire only when its reactor runs, every 5 ms (the preempt
+    /// timer) while the driver spins.
+    timers: RefCell<std::collections::BinaryHeap<Armed>>,
+    timer_seq: Cell<u64>,
+    /// Entries of sleeps dropped before they fired, still in `timers`.
+    timers_cancelled: Cell<usize>,
 }
 
 impl Ring {
@@ -302,6 +399,9 @@ impl Ring {
             wake: Notify::default(),
             spin: cfg.spin,
             stats: Cell::new(RingStats::default()),
+            timers: RefCell::new(std::collections::BinaryHeap::new()),
+            timer_seq: Cell::new(0),
+            timers_cancelled: Cell::new(0),
         }))
     }
 
@@ -454,6 +554,9 @@ impl Ring {
             }
             if polls % 16 == 0 {
                 on_tick();
+                if self.fire_timers() > 0 {
+                    active = true;
+                }
             }
             if n > 0 || sq > 0 {
                 active = true;
@@ -483,8 +586,12 @@ impl Ring {
         }
     }
 
-    /// Sleeps until the ring has work or a task pushes an operation.
+    /// Sleeps until the ring has work, a task pushes an operation or the
+    /// earliest armed sleep is due.
     async fn park(&self) {
+        if self.fire_timers() > 0 {
+            return;
+        }
         self.parked.set(true);
         self.bump(|s| s.parks += 1);
         // The kernel signals the eventfd only while the driver sleeps (a
@@ -500,9 +607,63 @@ impl Ring {
             self.parked.set(false);
             return;
         }
-        self.parker.wait_or(self.wake.wait()).await;
+        let next = self.timers.borrow().peek().map(|a| a.at);
+        let due = async {
+            match next {
+                // glommio's reactor keeps this one precise: it runs when the
+                // executor is idle, as it is while the driver sleeps.
+                Some(at) => glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await,
+                None => std::future::pending().await,
+            }
+        };
+        self.parker.wait_or(futures_lite::future::or(self.wake.wait(), due)).await;
         self.set_eventfd(false);
         self.parked.set(false);
+        self.fire_timers();
+    }
+
+    /// Wakes the sleeps that are due; returns how many.
+    fn fire_timers(&self) -> usize {
+        let mut timers = self.timers.borrow_mut();
+        if timers.is_empty() {
+            return 0;
+        }
+        let now = Instant::now();
+        let mut n = 0;
+        while timers.peek().is_some_and(|a| a.at <= now) {
+            let Some(a) = timers.pop() else { break };
+            if a.timer.cancelled.get() {
+                self.timers_cancelled.set(self.timers_cancelled.get().saturating_sub(1));
+                continue;
+            }
+            a.timer.fired.set(true);
+            if let Some(w) = a.timer.waker.borrow_mut().take() {
+                w.wake();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Sleeps until `at`, woken by the driver: within a few microseconds
+    /// while it spins, through glommio's timer while it is parked.
+    pub fn sleep_until(self: &Rc<Self>, at: Instant) -> Sleep {
+        Sleep { ring: self.clone(), timer: None, at }
+    }
+
+    /// A sleep was dropped before it fired: its entry is dead weight until
+    /// its time comes, so the heap is swept once they are half of it (an
+    /// engine racing long sleeps against other events would otherwise
+    /// grow it without bound).
+    fn note_cancelled(&self) {
+        let n = self.timers_cancelled.get() + 1;
+        let mut timers = self.timers.borrow_mut();
+        if n > 64 && n > timers.len() / 2 {
+            timers.retain(|a| !a.timer.cancelled.get());
+            self.timers_cancelled.set(0);
+        } else {
+            self.timers_cancelled.set(n);
+        }
     }
 
     fn set_eventfd(&self, on: bool) {
@@ -649,5 +810,67 @@ impl RingSocket {
             let _ = data.split_to(n.min(data.len()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a glommio executor with a ring and its driver (spinning
+    /// for `spin`, then parking).
+    fn with_ring<F: Future<Output = ()> + 'static>(spin: Duration, f: impl FnOnce(Rc<Ring>) -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::default()
+            .preempt_timer(Duration::from_millis(5))
+            .spawn(move || async move {
+                let cfg = RingConfig { entries: 64, buffers: 8, buffer_size: 4096, spin };
+                let ring = Ring::new(cfg).expect("ring");
+                glommio::spawn_local(ring.clone().drive(|| {})).detach();
+                f(ring).await;
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// Sleeps end in deadline order and never before their deadline, with
+    /// the driver spinning and with it parked.
+    #[test]
+    fn sleeps_wake_in_order_and_never_early() {
+        for spin in [Duration::from_secs(5), Duration::ZERO] {
+            with_ring(spin, move |ring| async move {
+                let order = Rc::new(RefCell::new(Vec::new()));
+                let start = Instant::now();
+                let mut tasks = Vec::new();
+                for ms in [3u64, 1, 2] {
+                    let (ring, order) = (ring.clone(), order.clone());
+                    tasks.push(glommio::spawn_local(async move {
+                        ring.sleep_until(start + Duration::from_millis(ms)).await;
+                        assert!(start.elapsed() >= Duration::from_millis(ms), "woke before its deadline");
+                        order.borrow_mut().push(ms);
+                    }));
+                }
+                for t in tasks {
+                    t.await;
+                }
+                assert_eq!(*order.borrow(), vec![1, 2, 3], "spin {spin:?}");
+            });
+        }
+    }
+
+    /// Sleeps dropped before they fire do not pile up in the driver's heap.
+    #[test]
+    fn dropped_sleeps_are_swept() {
+        with_ring(Duration::from_secs(5), |ring| async move {
+            let far = Instant::now() + Duration::from_secs(60);
+            for _ in 0..10_000 {
+                let mut s = ring.sleep_until(far);
+                assert!(futures_lite::future::poll_once(&mut s).await.is_none(), "not due yet");
+            }
+            let left = ring.timers.borrow().len();
+            assert!(left <= 200, "{left} dead entries kept");
+            // One still armed fires as usual.
+            ring.sleep_until(Instant::now() + Duration::from_millis(1)).await;
+        });
     }
 }
