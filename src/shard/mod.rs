@@ -355,10 +355,7 @@ impl ShardCtx {
     /// shard's driver wakes it (within microseconds while the shard is busy;
     /// glommio's own timers would fire only every 5 ms then).
     pub async fn sleep(&self, d: Duration) {
-        match &self.shard.ring {
-            Some(r) => r.sleep_until(Instant::now() + d).await,
-            None => glommio::timer::sleep(d).await,
-        }
+        self.shard.sleep(d).await
     }
 
     /// Lets the shard's other tasks run. It does not let glommio poll
@@ -459,6 +456,16 @@ impl Deliver for Router<'_> {
 }
 
 impl Shard {
+    /// Sleeps for `d`: served by the ring driver on the ring path (glommio's
+    /// timers would fire only every 5 ms while it spins), by glommio's
+    /// timers otherwise.
+    async fn sleep(&self, d: Duration) {
+        match &self.ring {
+            Some(r) => r.sleep_until(Instant::now() + d).await,
+            None => glommio::timer::sleep(d).await,
+        }
+    }
+
     fn now(&self) -> u64 {
         crate::node::mono_ms() - self.shared.epoch_ms
     }
@@ -1099,7 +1106,7 @@ impl Shard {
             self.dispatch();
             let next = self.timers.borrow().peek().map(|r| r.0.0);
             let wait = next.map_or(100, |t| t.saturating_sub(self.now())).clamp(1, 100);
-            futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(wait)), self.timer_wake.wait()).await;
+            futures_lite::future::or(self.sleep(Duration::from_millis(wait)), self.timer_wake.wait()).await;
         }
     }
 
@@ -1141,7 +1148,7 @@ impl Shard {
                 if !blocked {
                     break;
                 }
-                glommio::timer::sleep(Duration::from_millis(1)).await;
+                self.sleep(Duration::from_millis(1)).await;
             }
         }
     }

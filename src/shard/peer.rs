@@ -573,11 +573,7 @@ impl Shard {
                 .flatten()
                 .min();
             let wait = next.map_or(1000, |t| t.saturating_sub(self.now())).clamp(1, 1000);
-            futures_lite::future::or(
-                glommio::timer::sleep(std::time::Duration::from_millis(wait)),
-                self.peer.wake.wait(),
-            )
-            .await;
+            futures_lite::future::or(self.sleep(std::time::Duration::from_millis(wait)), self.peer.wake.wait()).await;
         }
     }
 

@@ -669,7 +669,7 @@ impl Shard {
                 // Responder) before its result is looked at, so the deadline
                 // branch answers from inside.
                 let deadline = async {
-                    glommio::timer::sleep(Duration::from_millis(deadline_ms - start)).await;
+                    shard.sleep(Duration::from_millis(deadline_ms - start)).await;
                     shard.rpc_deadline(&ctl, key);
                 };
                 let cancel = ctl.cancel_wake.wait();
@@ -884,7 +884,7 @@ impl Shard {
             if !self.rpc.streams.borrow().is_empty() || !self.rpc.backlog.borrow().is_empty() {
                 wait = wait.min(10);
             }
-            futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(wait)), self.rpc.wake.wait()).await;
+            futures_lite::future::or(self.sleep(Duration::from_millis(wait)), self.rpc.wake.wait()).await;
         }
     }
 }

@@ -24,7 +24,7 @@
 //! so an idle shard sleeps and glommio's timers and channels run. A task
 //! that pushes an operation while the driver is parked wakes it.
 //!
-//! Sleeps (`ShardCtx::sleep`) are the driver's too: glommio's timers fire
+//! Sleeps (`ShardCtx::sleep`, and the shard's own timers) are the driver's too: glommio's timers fire
 //! only when its reactor runs, every 5 ms while the driver spins, so the
 //! driver keeps the shard's sleeps in a heap it checks every 16 polls, and a
 //! park lasts at most until the earliest one (one glommio timer, precise
