@@ -16,6 +16,12 @@
 //! each message sealed by AES-256-GCM from aws-lc-rs (what a user would
 //! otherwise write). Each figure is also printed as a ratio to the
 //! baselines, since this shared VM's absolute speed drifts.
+//!
+//! Modes for profiling and A/B runs (`benches/ab.py`): `-- profile-SIZE`
+//! (shardwire one-way at SIZE beside tokio+AEAD), `-- profile-pingpong`
+//! (spinning ping-pong beside busy-polling std), `-- profile-cross` (send to
+//! delivered and one-way rate from a peer's owner shard and from another
+//! shard of a two-shard node).
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
