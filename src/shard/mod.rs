@@ -252,10 +252,12 @@ pub(crate) struct Shard {
     listen_fd: Cell<Option<RawFd>>,
     /// The shard's own io_uring ring (`None`: glommio's streams).
     ring: Option<Rc<uring::Ring>>,
-    /// A clone of the inbox's receiver: the ring driver checks it while
-    /// it spins (glommio polls the inbox's eventfd only when idle).
-    inbox_peek: Receiver<Command>,
-    mesh_peek: Receiver<Batch>,
+    /// The two queues from other threads, served by the inbox task: the
+    /// handle's commands and the other shards' batches. The ring driver
+    /// also looks at them while it spins (glommio polls their eventfd only
+    /// when idle) and pokes the task.
+    inbox: Receiver<Command>,
+    mesh_in: Receiver<Batch>,
     inbox_poke: Notify,
     rpc: RpcState,
     peer: PeerState,
@@ -1155,17 +1157,18 @@ impl Shard {
 
     /// Serves the shard's two queues from other threads: batches from the
     /// other shards and commands from the handle.
-    async fn inbox_task(self: Rc<Self>, rx: Receiver<Command>, mesh: Receiver<Batch>, wake: Arc<EventWake>) {
+    async fn inbox_task(self: Rc<Self>, wake: Arc<EventWake>) {
         let efd = wake::EventfdRead::new(wake.fd());
+        let (rx, mesh) = (&self.inbox, &self.mesh_in);
         loop {
             let mut n = 0;
             loop {
                 if let Ok(batch) = mesh.try_recv() {
-                    let n = batch.len();
+                    let items = batch.len();
                     for c in batch {
                         self.handle_cross(c);
                     }
-                    self.shared.mesh_items[self.index].fetch_sub(n, Ordering::AcqRel);
+                    self.shared.mesh_items[self.index].fetch_sub(items, Ordering::AcqRel);
                     self.dispatch();
                 } else if let Ok(cmd) = rx.try_recv() {
                     self.command(cmd);
@@ -1349,8 +1352,8 @@ async fn run(init: ShardInit) -> ShardReport {
         frames: RefCell::new(Vec::new()),
         listen_fd: Cell::new(init.listener),
         ring: ring.clone(),
-        inbox_peek: init.inbox.clone(),
-        mesh_peek: init.mesh.clone(),
+        inbox: init.inbox,
+        mesh_in: init.mesh,
         inbox_poke: Notify::default(),
         rpc,
         peer: PeerState::new(
@@ -1362,12 +1365,12 @@ async fn run(init: ShardInit) -> ShardReport {
     glommio::spawn_local(shard.clone().timer_task()).detach();
     glommio::spawn_local(shard.clone().rpc_timer_task()).detach();
     glommio::spawn_local(shard.clone().peer_timer_task()).detach();
-    glommio::spawn_local(shard.clone().inbox_task(init.inbox, init.mesh, init.wake)).detach();
+    glommio::spawn_local(shard.clone().inbox_task(init.wake)).detach();
     if let Some(ring) = &ring {
         let weak = Rc::downgrade(&shard);
         glommio::spawn_local(ring.clone().drive(move || {
             if let Some(s) = weak.upgrade() {
-                if !s.inbox_peek.is_empty() || !s.mesh_peek.is_empty() {
+                if !s.inbox.is_empty() || !s.mesh_in.is_empty() {
                     s.inbox_poke.notify();
                 }
                 s.sync_ring_metrics();

@@ -24,11 +24,11 @@
 //! so an idle shard sleeps and glommio's timers and channels run. A task
 //! that pushes an operation while the driver is parked wakes it.
 //!
-//! Sleeps (`ShardCtx::sleep`, and the shard's own timers) are the driver's too: glommio's timers fire
-//! only when its reactor runs, every 5 ms while the driver spins, so the
-//! driver keeps the shard's sleeps in a heap it checks every 16 polls, and a
-//! park lasts at most until the earliest one (one glommio timer, precise
-//! while the executor is idle).
+//! Sleeps (`ShardCtx::sleep` and the shard's own timers) are the driver's
+//! too: glommio's timers fire only when its reactor runs, every 5 ms while
+//! the driver spins, so the driver keeps the shard's sleeps in a heap it
+//! checks every 16 polls, and a park lasts at most until the earliest one
+//! (one glommio timer, precise while the executor is idle).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -347,9 +347,9 @@ pub(crate) struct Ring {
     wake: Notify,
     spin: Duration,
     stats: Cell<RingStats>,
-    /// Sleeps of the shard's engines, served by the driver: glommio's own
-    /// timers fire only when its reactor runs, every 5 ms (the preempt
-    /// timer) while the driver spins.
+    /// Sleeps of the shard (its engines' and its own timers'), served by
+    /// the driver: glommio's own timers fire only when its reactor runs,
+    /// every 5 ms (the preempt timer) while the driver spins.
     timers: RefCell<std::collections::BinaryHeap<Armed>>,
     timer_seq: Cell<u64>,
     /// Entries of sleeps dropped before they fired, still in `timers`.
