@@ -159,8 +159,8 @@ pub(crate) struct NodeShared {
     pub inboxes: Vec<Inbox>,
     /// Each shard's queue of batches from the other shards.
     pub mesh_in: Vec<wake::Inbox<Batch>>,
-    /// Items in those batches, per receiving shard (at most about
-    /// `MESH_PENDING_MAX` are let in).
+    /// Items in those batches, per receiving shard: at most
+    /// `MESH_PENDING_MAX`, or one batch into an empty queue.
     pub mesh_items: Vec<AtomicUsize>,
     pub rpc_client_calls: Arc<crate::rpc::Budget>,
     pub rpc_sessions: Arc<crate::rpc::Budget>,
@@ -1125,12 +1125,14 @@ impl Shard {
                     // Items, not only batches, are bounded: a batch carries
                     // everything pending, and 4,096 of them unbounded took
                     // this machine's memory when one shard flooded another.
+                    // The place is taken before the check, so shards sending
+                    // to the same one at once cannot all pass it.
                     let (items, n) = (&self.shared.mesh_items[to], batch.len());
-                    let queued = items.load(Ordering::Acquire);
+                    let queued = items.fetch_add(n, Ordering::AcqRel);
                     let sent = if queued > 0 && queued + n > MESH_PENDING_MAX {
+                        items.fetch_sub(n, Ordering::AcqRel);
                         Err(crossbeam_channel::TrySendError::Full(batch))
                     } else {
-                        items.fetch_add(n, Ordering::AcqRel);
                         self.shared.mesh_in[to].send_or(batch).inspect_err(|_| {
                             items.fetch_sub(n, Ordering::AcqRel);
                         })
