@@ -223,7 +223,7 @@ fn node_bad_flags_and_key_files_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("--ring-buffer-size") && err.contains("outside 512 .. 1M"), "{err}");
     // A mistyped shard count is refused before any shard starts (100,000
-    // shards would take ~2.5 TB and the OOM killer would end the process).
+    // shards used to run the machine out of memory, into the OOM killer).
     let dir = scratch("bad-flags");
     let key = keygen(&dir, "k");
     let (code, _, err) =

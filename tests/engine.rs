@@ -425,7 +425,7 @@ on_both_io_paths!(
 );
 
 /// A shard count past the machine's limit is refused before any shard
-/// thread starts: 100,000 shards would exhaust memory (~25 MiB each).
+/// thread starts: 100,000 shards would exhaust memory.
 #[test]
 fn too_many_shards_is_a_typed_error() {
     use shardwire::node::{Node, Shards, StartError};

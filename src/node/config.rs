@@ -32,9 +32,8 @@ impl Shards {
 
     /// The most shards a node may run on this machine: four per CPU, and
     /// at least 16. Each shard is a thread with its own executor, ring and
-    /// receive buffers plus a queue to every other shard (their memory
-    /// grows with the square of the count), so a mistyped count would
-    /// otherwise exhaust memory; it gets
+    /// receive buffers (~3 MiB resident at rest, 4 MiB of buffers under
+    /// load), so a mistyped count would otherwise exhaust memory; it gets
     /// [`StartError::TooManyShards`](crate::node::StartError::TooManyShards)
     /// instead. More shards than CPUs only makes sense for tests.
     pub fn max() -> usize {
