@@ -434,7 +434,7 @@ fn loadgen_and_latency_against_a_node() {
     assert_eq!(shardwire(&["loadgen", "--target", &target, "--size", "x", "--duration", "1s", "--max"]).0, 2);
     // Counts that would only fill memory are refused up front.
     for (flag, value, says) in
-        [("--window", "100000000", "--window 1 to 65536"), ("--shards", "100000", "--shards at most")]
+        [("--window", "100000000", "--window 1 to 65536"), ("--shards", "100000", "cannot run 100000 shards: at most")]
     {
         let (code, _, err) =
             shardwire(&["loadgen", "--target", &target, "--size", "64", "--duration", "1s", "--max", flag, value]);

@@ -302,10 +302,6 @@ pub fn run(args: LoadgenArgs) -> ExitCode {
         eprintln!("error: --connections must be 1 to 64, --window 1 to {MAX_WINDOW}, --shards at least 1");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    if args.shards > Shards::max() {
-        eprintln!("error: --shards at most {} on this machine (four per CPU, at least 16)", Shards::max());
-        return ExitCode::from(EXIT_BAD_INPUT);
-    }
     if args.size > 4 << 20 {
         eprintln!("error: --size at most 4MiB");
         return ExitCode::from(EXIT_BAD_INPUT);
@@ -374,7 +370,7 @@ pub fn run(args: LoadgenArgs) -> ExitCode {
             Ok(n) => nodes.push(n),
             Err(e) => {
                 eprintln!("error: cannot start a client node: {e}");
-                return ExitCode::from(1);
+                return crate::node::start_failure(&e);
             }
         }
     }

@@ -139,6 +139,12 @@ pub fn load_key(path: &std::path::Path) -> Result<Identity, ExitCode> {
     })
 }
 
+/// The exit code for a node that would not start: 2 when the user asked
+/// for too many shards (bad input), 1 otherwise.
+pub fn start_failure(e: &StartError) -> ExitCode {
+    ExitCode::from(if matches!(e, StartError::TooManyShards { .. }) { EXIT_BAD_INPUT } else { 1 })
+}
+
 pub fn run(args: NodeArgs) -> ExitCode {
     let identity = match load_key(&args.key) {
         Ok(i) => i,
@@ -174,8 +180,7 @@ pub fn run(args: NodeArgs) -> ExitCode {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
-            let bad_input = matches!(e, StartError::TooManyShards { .. });
-            return ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 });
+            return start_failure(&e);
         }
     };
     if let Some(addr) = args.metrics {
