@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use shardwire::handshake::{Identity, NodeId};
-use shardwire::node::{Engine, SendError, SendOptions, ShardCtx, shard_of};
+use shardwire::handshake::NodeId;
+use shardwire::node::{Engine, SendError, SendOptions, ShardCtx};
 use shardwire::proxy::{EngineId, EngineMsg, Permanence};
 
 /// The process's resident memory in KiB.
@@ -79,15 +79,9 @@ fn a_flood_across_shards_meets_backpressure_and_memory_stays_bounded() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tally = Arc::new(Tally::default());
     // B is owned by A's shard 1; the flood runs on A's shard 0.
-    let key = loop {
-        let k = Identity::generate();
-        if shard_of(&k.node_id(), 2) == 1 {
-            break k;
-        }
-    };
     let t = tally.clone();
     let b = bare_builder(1)
-        .identity(key)
+        .identity(identity_on(1))
         .listen("127.0.0.1:0".parse().unwrap())
         .engine("sink", move |_| Sink(t.clone()))
         .start()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use shardwire::handshake::{Identity, NodeId, Refusal, VersionRange};
-use shardwire::node::{Engine, ListenShards, Metric, NodeEvent, NodeHandle, SendOptions, ShardCtx, shard_of};
+use shardwire::node::{Engine, ListenShards, Metric, NodeEvent, NodeHandle, SendOptions, ShardCtx};
 use shardwire::proxy::{EngineId, EngineMsg, MsgId, NotQueued, Outcome, Permanence};
 
 const T: Duration = Duration::from_secs(30);
@@ -50,16 +50,6 @@ impl Engine for Forward {
     fn on_outcome(&mut self, _ctx: &ShardCtx, _id: MsgId, outcome: Outcome, _r: Option<Box<EngineMsg>>) {
         if outcome != Outcome::Delivered {
             self.failures.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// An identity whose NodeId hashes to `shard` of 2.
-fn identity_on(shard: usize) -> Identity {
-    loop {
-        let id = Identity::generate();
-        if shard_of(&id.node_id(), 2) == shard {
-            return id;
         }
     }
 }

@@ -55,6 +55,17 @@ macro_rules! on_both_io_paths {
     )*};
 }
 
+/// An identity whose NodeId hashes to `shard` of 2 (so tests can place a
+/// peer on a chosen shard of a two-shard node).
+pub fn identity_on(shard: usize) -> Identity {
+    loop {
+        let id = Identity::generate();
+        if shardwire::node::shard_of(&id.node_id(), 2) == shard {
+            return id;
+        }
+    }
+}
+
 /// A bare node on this test's socket path (no listener, no engines).
 pub fn bare_builder(shards: usize) -> NodeBuilder {
     let io = io_path();
