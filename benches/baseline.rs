@@ -506,22 +506,25 @@ mod sw {
             if node != self.to || !up {
                 return;
             }
-            let (ctx, to, msg, stop) = (ctx.clone(), self.to, self.msg.clone(), self.stop.clone());
-            let sink = EngineId::named("sink");
-            ctx.clone().spawn(async move {
-                while !stop.stop.load(Ordering::Relaxed) && !ctx.is_stopping() {
-                    loop {
-                        match ctx.send(to, sink, msg.clone(), SendOptions::default()) {
-                            Ok(_) => {}
-                            Err(SendError::Full(_)) => break,
-                            Err(_) => return,
-                        }
-                    }
-                    ctx.sleep(Duration::from_micros(20)).await;
-                }
-            });
+            ctx.spawn(blast(ctx.clone(), self.to, self.msg.clone(), self.stop.clone()));
         }
         fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
+    }
+
+    /// Sends `msg` to `to`'s sink until the queue is full, sleeps 20 µs,
+    /// and again, until told to stop.
+    async fn blast(ctx: ShardCtx, to: NodeId, msg: Message, stop: Arc<Counter>) {
+        let sink = EngineId::named("sink");
+        while !stop.stop.load(Ordering::Relaxed) && !ctx.is_stopping() {
+            loop {
+                match ctx.send(to, sink, msg.clone(), SendOptions::default()) {
+                    Ok(_) => {}
+                    Err(SendError::Full(_)) => break,
+                    Err(_) => return,
+                }
+            }
+            ctx.sleep(Duration::from_micros(20)).await;
+        }
     }
 
     pub fn oneway(size: usize, io: IoMode) -> OneWay {
@@ -659,13 +662,7 @@ mod sw {
             if ctx.shard() != self.from {
                 return;
             }
-            let (c, to, msg, stop) = (ctx.clone(), self.to, self.msg.clone(), self.stop.clone());
-            ctx.spawn(async move {
-                while !stop.stop.load(Ordering::Relaxed) && !c.is_stopping() {
-                    while c.send(to, EngineId::named("sink"), msg.clone(), SendOptions::default()).is_ok() {}
-                    c.sleep(Duration::from_micros(20)).await;
-                }
-            });
+            ctx.spawn(blast(ctx.clone(), self.to, self.msg.clone(), self.stop.clone()));
         }
         fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
     }
