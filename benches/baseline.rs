@@ -19,7 +19,9 @@
 //!
 //! Modes for profiling and A/B runs (`benches/ab.py`): `-- profile-SIZE`
 //! (shardwire one-way at SIZE beside tokio+AEAD), `-- profile-pingpong`
-//! (spinning ping-pong beside busy-polling std), `-- profile-cross` (send to
+//! (spinning ping-pong beside busy-polling std), `-- profile-parked`
+//! (ping-pong with shards that sleep when idle, in their ring and through
+//! glommio, beside sleeping std), `-- profile-cross` (send to
 //! delivered and one-way rate from a peer's owner shard and from another
 //! shard of a two-shard node).
 
@@ -458,13 +460,28 @@ mod sw {
         Message::decode(m, &cfg).unwrap()
     }
 
+    /// The ring driver's default sleep in its ring.
+    const RING_SLEEP: Duration = Duration::from_millis(5);
+
+    /// How an idle ping-pong node waits for the next message.
+    #[derive(Clone, Copy, PartialEq)]
+    pub enum Idle {
+        /// Polls all the time.
+        Spin,
+        /// Sleeps at once: inside its ring first (ring path).
+        Sleep,
+        /// Parks through glommio at once (`ring_sleep` zero).
+        Park,
+    }
+
     /// A one-shard node pinned to `cpu` on socket path `io`; `spin` is how
     /// long it polls before sleeping (the executor's spin on the glommio
-    /// path, the ring driver's on the ring path).
+    /// path, the ring driver's on the ring path), `ring_sleep` how long
+    /// the ring driver may then sleep in its ring.
     fn node(
         cpu: usize,
         io: IoMode,
-        spin: Duration,
+        (spin, ring_sleep): (Duration, Duration),
         b: impl FnOnce(shardwire::node::NodeBuilder) -> shardwire::node::NodeBuilder,
     ) -> NodeHandle {
         let n = b(Node::builder()
@@ -476,6 +493,7 @@ mod sw {
                 c.io = io;
                 c.spin_before_park = spin;
                 c.ring_spin = spin;
+                c.ring_sleep = ring_sleep;
                 // For A/B runs of the receive buffer size (`-- profile-SIZE`).
                 if let Some(n) = std::env::var("SHARDWIRE_RING_BUFFER_SIZE").ok().and_then(|v| v.parse().ok()) {
                     c.ring_buffer_size = n;
@@ -531,6 +549,7 @@ mod sw {
         // The ring path keeps its default spin (50 us) under load; the
         // glommio path its default (none).
         let spin = if io == IoMode::Uring { Duration::from_micros(50) } else { Duration::ZERO };
+        let spin = (spin, RING_SLEEP);
         let c = Arc::new(Counter::default());
         let rc = c.clone();
         let r = node(CPU_B, io, spin, |b| b.engine("sink", move |_| Sink(rc.clone(), size as u64)));
@@ -667,10 +686,62 @@ mod sw {
         fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
     }
 
-    /// A peer node owned by shard 1 of a two-shard node, and that node.
+    /// Calls `echo` on the peer from shard `from`, one call at a time, and
+    /// records each call's round trip.
+    struct CallProber {
+        from: usize,
+        to: NodeId,
+        out: std::sync::mpsc::Sender<Histogram<u64>>,
+    }
+    impl Engine for CallProber {
+        fn on_start(&mut self, ctx: &ShardCtx) {
+            if ctx.shard() != self.from {
+                return;
+            }
+            let (c, to, out) = (ctx.clone(), self.to, self.out.clone());
+            ctx.spawn(async move {
+                c.sleep(Duration::from_millis(300)).await;
+                let mut h = hist();
+                let payload = Bytes::from(vec![7u8; 64]);
+                for i in 0..(PINGS / 4 + PING_WARM) {
+                    let t = Instant::now();
+                    if let Err(e) = c.call(to, "echo", 1, payload.clone(), Duration::from_secs(5)).await {
+                        eprintln!("probe call {i} failed: {e}");
+                        return;
+                    }
+                    if i >= PING_WARM {
+                        h.saturating_record(t.elapsed().as_nanos() as u64);
+                    }
+                }
+                let _ = out.send(h);
+            });
+        }
+        fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
+    }
+
+    /// Round trips of RPC calls from shard `from` of a two-shard node
+    /// whose driver polls for `spin` (`-- profile-cross`).
+    pub fn cross_call(from: usize, spin: Duration) -> PingPong {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let (a, b) = two_shard_pair(
+            move |to| CallProber { from, to, out: tx.lock().unwrap().clone() },
+            Arc::new(Counter::default()),
+            spin,
+        );
+        let h = rx.recv_timeout(Duration::from_secs(120)).expect("call probe finished");
+        a.shutdown(Duration::from_millis(200));
+        b.shutdown(Duration::from_millis(200));
+        percentiles(&h)
+    }
+
+    /// A peer node owned by shard 1 of a two-shard node (whose driver
+    /// polls for `spin`), and that node. The peer has an `echo` RPC
+    /// service and a `sink` engine.
     fn two_shard_pair<E: Engine>(
         a_engine: impl Fn(NodeId) -> E + Send + Sync + 'static,
         sink: Arc<Counter>,
+        spin: Duration,
     ) -> (NodeHandle, NodeHandle) {
         let key = loop {
             let k = Identity::generate();
@@ -684,6 +755,7 @@ mod sw {
             .shards(Shards::Count(1))
             .configure(|c| c.placement = Placement::Cpus(vec![CPU_B]))
             .engine("sink", move |_| Sink(sink.clone(), 64))
+            .rpc_service("echo", |_| shardwire::node::service_fn(|req, out| async move { out.reply(req.payload) }))
             .start()
             .unwrap();
         let (to, addr) = (b.node_id(), b.listen_addr().unwrap());
@@ -692,7 +764,7 @@ mod sw {
             .shards(Shards::Count(2))
             .configure(|c| {
                 c.placement = Placement::Cpus(vec![CPU_A, CPU_B]);
-                c.ring_spin = Duration::from_secs(5);
+                c.ring_spin = spin;
             })
             .peer(to, addr, Permanence::Permanent)
             .engine("prober", move |_| a_engine(to))
@@ -705,7 +777,11 @@ mod sw {
     pub fn cross_rate(from: usize) -> f64 {
         let c = Arc::new(Counter::default());
         let (stop, msg) = (c.clone(), message(64));
-        let (a, b) = two_shard_pair(move |to| ShardBlast { from, to, msg: msg.clone(), stop: stop.clone() }, c.clone());
+        let (a, b) = two_shard_pair(
+            move |to| ShardBlast { from, to, msg: msg.clone(), stop: stop.clone() },
+            c.clone(),
+            Duration::from_secs(5),
+        );
         while c.msgs.load(Ordering::Relaxed) == 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -729,6 +805,7 @@ mod sw {
                 out: tx.lock().unwrap().clone(),
             },
             Arc::new(Counter::default()),
+            Duration::from_secs(5),
         );
         let h = rx.recv_timeout(Duration::from_secs(120)).expect("probe finished");
         a.shutdown(Duration::from_millis(200));
@@ -736,8 +813,12 @@ mod sw {
         percentiles(&h)
     }
 
-    pub fn pingpong(spin: bool, io: IoMode) -> PingPong {
-        let d = if spin { Duration::from_secs(5) } else { Duration::ZERO };
+    pub fn pingpong(idle: Idle, io: IoMode) -> PingPong {
+        let d = match idle {
+            Idle::Spin => (Duration::from_secs(5), RING_SLEEP),
+            Idle::Sleep => (Duration::ZERO, RING_SLEEP),
+            Idle::Park => (Duration::ZERO, Duration::ZERO),
+        };
         let e = node(CPU_B, io, d, |b| b.engine("echo", |_| Echo));
         let (to, addr, msg) = (e.node_id(), e.listen_addr().unwrap(), message(64));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -777,7 +858,7 @@ fn main() {
     if filter == "profile-pingpong" {
         for _ in 0..3 {
             let s = std_pingpong(true);
-            let p = sw::pingpong(true, IoMode::Uring);
+            let p = sw::pingpong(sw::Idle::Spin, IoMode::Uring);
             println!(
                 "shardwire uring spinning ping-pong: p50 {:.1} us, p99 {:.1} us; std busy-poll p50 {:.1} us: ratio {:.2}",
                 p.p50,
@@ -788,8 +869,30 @@ fn main() {
         }
         return;
     }
+    // `-- profile-parked`: shardwire ring-path ping-pong with shards that
+    // sleep when idle, in their ring and through glommio, each beside
+    // sleeping std sockets.
+    if filter == "profile-parked" {
+        for _ in 0..3 {
+            let s = std_pingpong(false);
+            let r = sw::pingpong(sw::Idle::Sleep, IoMode::Uring);
+            let g = sw::pingpong(sw::Idle::Park, IoMode::Uring);
+            println!(
+                "shardwire uring sleeping ping-pong: in the ring p50 {:.1} us ({:.2}x), through glommio p50 {:.1} us ({:.2}x); \
+                 std sleeping p50 {:.1} us",
+                r.p50,
+                r.p50 / s.p50,
+                g.p50,
+                g.p50 / s.p50,
+                s.p50
+            );
+        }
+        return;
+    }
     // `-- profile-cross`: send-to-delivered latency from the peer's owner
-    // shard and from another shard (two cross-shard hops per message).
+    // shard and from another shard (two cross-shard hops per message), and
+    // the same for RPC calls (the answer wakes the caller from the owner
+    // shard's thread).
     if filter == "profile-cross" {
         for _ in 0..2 {
             let own = sw::cross(1);
@@ -805,6 +908,13 @@ fn main() {
                 own_rate / 1e6,
                 other_rate / 1e6
             );
+            for (name, spin) in [("spinning", Duration::from_secs(5)), ("sleeping", Duration::ZERO)] {
+                let (own, other) = (sw::cross_call(1, spin), sw::cross_call(0, spin));
+                println!(
+                    "RPC call round trip, {name}: owner shard p50 {:.1} us p99 {:.1} us; other shard p50 {:.1} us p99 {:.1} us",
+                    own.p50, own.p99, other.p50, other.p99
+                );
+            }
         }
         return;
     }
@@ -862,10 +972,11 @@ fn main() {
         let g_park = glommio_pingpong(false);
         let g_spin = glommio_pingpong(true);
         let t = tokio_pingpong();
-        let wg_park = sw::pingpong(false, IoMode::Glommio);
-        let wg_spin = sw::pingpong(true, IoMode::Glommio);
-        let wu_park = sw::pingpong(false, IoMode::Uring);
-        let wu_spin = sw::pingpong(true, IoMode::Uring);
+        let wg_park = sw::pingpong(sw::Idle::Park, IoMode::Glommio);
+        let wg_spin = sw::pingpong(sw::Idle::Spin, IoMode::Glommio);
+        let wu_park = sw::pingpong(sw::Idle::Sleep, IoMode::Uring);
+        let wu_glommio_park = sw::pingpong(sw::Idle::Park, IoMode::Uring);
+        let wu_spin = sw::pingpong(sw::Idle::Spin, IoMode::Uring);
         for (name, p) in [
             ("std, sleeping", std_sleep),
             ("std, busy-poll", std_busy),
@@ -874,7 +985,8 @@ fn main() {
             ("tokio+AEAD", t),
             ("shardwire glommio, parked", wg_park),
             ("shardwire glommio, spinning", wg_spin),
-            ("shardwire uring, parked", wu_park),
+            ("shardwire uring, sleeping", wu_park),
+            ("shardwire uring, glommio park", wu_glommio_park),
             ("shardwire uring, spinning", wu_spin),
         ] {
             println!("{name:<28} p50 {:>8.1}   p99 {:>8.1}", p.p50, p.p99);
@@ -887,6 +999,10 @@ fn main() {
                 park.p50 / std_sleep.p50
             );
         }
+        println!(
+            "shardwire uring parking through glommio at once (ring_sleep 0) / std sleeping: p50 {:.2}x",
+            wu_glommio_park.p50 / std_sleep.p50
+        );
     }
     println!("\nload average at end: {}", load());
 }

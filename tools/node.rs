@@ -63,6 +63,11 @@ pub struct IoArgs {
     /// completion before it sleeps, e.g. 50us (0s: sleep at once).
     #[arg(long, default_value = "50us", value_parser = crate::units::parse_duration)]
     pub ring_spin: Duration,
+    /// Ring path: after --ring-spin, how long an idle shard may sleep inside
+    /// its own ring (woken by the kernel as a blocked recv is) before it
+    /// parks through glommio's reactor, e.g. 5ms (0s: park at once).
+    #[arg(long, default_value = "5ms", value_parser = crate::units::parse_duration)]
+    pub ring_sleep: Duration,
     /// Ring path: size of each of a shard's 256 receive buffers, 512 .. 1M.
     /// 16K (default) suits small messages; streams of large ones copy less
     /// with 128K (a record that spans two buffers is copied once: see the
@@ -90,6 +95,7 @@ impl IoArgs {
             Io::Glommio => shardwire::node::IoMode::Glommio,
         };
         c.ring_spin = self.ring_spin;
+        c.ring_sleep = self.ring_sleep;
         c.ring_buffer_size = self.ring_buffer_size;
     }
 }

@@ -160,6 +160,15 @@ pub struct NodeConfig {
     /// Ring path: how long the driver keeps polling after the last
     /// completion before it parks (default 50 us).
     pub ring_spin: Duration,
+    /// Ring path: after `ring_spin`, how long the driver may sleep inside
+    /// its own ring, woken by the kernel as directly as a thread blocked in
+    /// `recv`, before it parks through glommio's reactor (default 5 ms;
+    /// zero parks through glommio at once). It sleeps there only while no
+    /// other task of the shard can run. Wake-ups that go through glommio
+    /// alone (its timers, a waker woken on another thread by code that is
+    /// not shardwire's) wait at most this long, as they wait at most 5 ms
+    /// (the preempt timer) while the driver spins.
+    pub ring_sleep: Duration,
     /// Ring path: submission queue entries (default 4096; the completion
     /// queue has four times as many). The kernel refuses more than 32768.
     pub ring_entries: u32,
@@ -203,6 +212,7 @@ impl Default for NodeConfig {
             spin_before_park: Duration::ZERO,
             io: IoMode::Uring,
             ring_spin: Duration::from_micros(50),
+            ring_sleep: Duration::from_millis(5),
             ring_entries: 4096,
             ring_buffers: 256,
             ring_buffer_size: 16 << 10,

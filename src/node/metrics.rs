@@ -84,7 +84,8 @@ metrics! {
     peer_store_bytes: "gauge", "Bytes held by this shard's cell store.";
     ring_enters: "counter", "io_uring_enter calls of this shard's ring (ring path).";
     ring_completions: "counter", "Completions reaped from this shard's ring.";
-    ring_parks: "counter", "Times the ring driver parked (idle) instead of polling.";
+    ring_parks: "counter", "Times the ring driver parked (idle) through glommio instead of polling.";
+    ring_sleeps: "counter", "Times the ring driver slept inside its ring (idle, before parking).";
     ring_enobufs: "counter", "Multishot receives ended because every provided buffer was taken (re-armed).";
     ring_bytes_joined: "counter", "Received bytes copied to join records that spanned provided buffers (a large share of bytes_in says ring_buffer_size is small for the record sizes).";
     ring_ops_in_flight: "gauge", "Operations this shard's ring has in the kernel (multishot ones included).";

@@ -26,14 +26,15 @@ use crate::node::{DialError, Metric, shard_of};
 use crate::proxy::{DialFailure, LinkId};
 use crate::wire::{FrameDecoder, write_frame};
 
-/// Runs `fut`, or fails with `on_timeout` after `d`.
+/// Runs `fut`, or fails with `on_timeout` after `d` (a sleep of the shard).
 async fn with_timeout<T, E>(
+    shard: &Shard,
     d: Duration,
     on_timeout: E,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     futures_lite::future::or(fut, async {
-        glommio::timer::sleep(d).await;
+        shard.sleep(d).await;
         Err(on_timeout)
     })
     .await
@@ -134,7 +135,7 @@ pub(super) async fn dial(
     let cfg = &shard.cfg.handshake;
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let known_remote = shard.shared.adverts.read().ok().and_then(|m| m.get(&remote).map(|a| a.version)).unwrap_or(0);
-    let r = with_timeout(timeout, HsIo::Timeout, async {
+    let r = with_timeout(shard, timeout, HsIo::Timeout, async {
         let mut stream = match &shard.ring {
             Some(r) => Sock::Ring(RingSocket::connect(r, addr).await.map_err(|_| HsIo::Io)?),
             None => {
@@ -224,7 +225,7 @@ pub(super) async fn ring_accept_loop(shard: Rc<Shard>, ring: Rc<Ring>, listener:
         if c.res < 0 {
             // The accept's last completion: the next turn re-arms it.
             tracing::warn!("accept failed: {}", std::io::Error::from_raw_os_error(-c.res));
-            glommio::timer::sleep(Duration::from_millis(10)).await;
+            shard.sleep(Duration::from_millis(10)).await;
             continue;
         }
         // SAFETY: a connected socket the kernel just gave us; owned from here.
@@ -242,22 +243,22 @@ fn accepted(shard: &Rc<Shard>, sock: Sock) {
         || shared.links.load(Ordering::Relaxed) >= shard.cfg.max_links;
     if over {
         shard.metrics.add(Metric::handshakes_refused_over_capacity, 1);
-        glommio::spawn_local(async move {
+        let s = shard.clone();
+        super::uring::spawn(async move {
             let mut sock = sock;
             let refusal = early_refusal();
-            let _ = with_timeout(Duration::from_millis(200), HsIo::Timeout, write_frame_to(&mut sock, &refusal)).await;
-        })
-        .detach();
+            let _ =
+                with_timeout(&s, Duration::from_millis(200), HsIo::Timeout, write_frame_to(&mut sock, &refusal)).await;
+        });
         return;
     }
     shared.pending_handshakes.fetch_add(1, Ordering::Relaxed);
     let s = shard.clone();
-    glommio::spawn_local(async move {
+    super::uring::spawn(async move {
         respond(&s, sock).await;
         s.shared.pending_handshakes.fetch_sub(1, Ordering::Relaxed);
         s.dispatch();
-    })
-    .detach();
+    });
 }
 
 /// The responder's side of a handshake on an accepted connection.
@@ -266,7 +267,7 @@ async fn respond(shard: &Rc<Shard>, mut stream: Sock) {
     let responder = Responder::new(&shard.identity, cfg, wall_ms());
     let mut buf = BytesMut::new();
     let timeout = Duration::from_millis(cfg.timeout_ms);
-    let msg1 = match with_timeout(timeout, HsIo::Timeout, read_frame(&mut stream, &mut buf)).await {
+    let msg1 = match with_timeout(shard, timeout, HsIo::Timeout, read_frame(&mut stream, &mut buf)).await {
         Ok(m) => m,
         Err(_) => {
             shard.metrics.add(Metric::handshakes_failed, 1);
@@ -376,13 +377,13 @@ pub(super) fn spawn_link(shard: Rc<Shard>, link: LinkId, sock: Sock, leftover: B
         Sock::Glommio(stream) => {
             let _ = stream.set_nodelay(true);
             let stream = Rc::new(RefCell::new(stream));
-            glommio::spawn_local(reader(shard.clone(), link, stream.clone(), leftover)).detach();
-            glommio::spawn_local(writer(shard, link, stream, wake)).detach();
+            super::uring::spawn(reader(shard.clone(), link, stream.clone(), leftover));
+            super::uring::spawn(writer(shard, link, stream, wake));
         }
         Sock::Ring(s) => {
             let s = Rc::new(s);
-            glommio::spawn_local(ring_reader(shard.clone(), link, s.clone(), leftover)).detach();
-            glommio::spawn_local(ring_writer(shard, link, s, wake)).detach();
+            super::uring::spawn(ring_reader(shard.clone(), link, s.clone(), leftover));
+            super::uring::spawn(ring_writer(shard, link, s, wake));
         }
     }
 }

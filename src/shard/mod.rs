@@ -258,6 +258,8 @@ pub(crate) struct Shard {
     /// when idle) and pokes the task.
     inbox: Receiver<Command>,
     mesh_in: Receiver<Batch>,
+    /// Wake-ups of this shard's tasks from other threads (ring path).
+    cross_wakes: Receiver<std::task::Waker>,
     inbox_poke: Notify,
     rpc: RpcState,
     peer: PeerState,
@@ -350,7 +352,7 @@ impl ShardCtx {
 
     /// Runs `fut` on this shard.
     pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + 'static) {
-        glommio::spawn_local(fut).detach();
+        uring::spawn(fut);
     }
 
     /// Sleeps for `d` without blocking the shard. On the ring path the
@@ -881,7 +883,7 @@ impl Shard {
             }
             Command::Shutdown { deadline_ms } => {
                 if !self.stopping.replace(true) {
-                    glommio::spawn_local(self.clone().shutdown(deadline_ms)).detach();
+                    uring::spawn(self.clone().shutdown(deadline_ms));
                 }
             }
             Command::Call(c) => self.rpc_call(*c),
@@ -903,14 +905,13 @@ impl Shard {
             return;
         };
         let shard = self.clone();
-        glommio::spawn_local(async move {
+        uring::spawn(async move {
             match conn::dial(&shard, id, addr).await {
                 Ok((stream, est, leftover)) => shard.adopt(stream, *est, leftover),
                 Err((failure, error)) => shard.dial_failed(id, failure, error),
             }
             shard.dispatch();
-        })
-        .detach();
+        });
     }
 
     fn dial_failed(self: &Rc<Self>, id: NodeId, why: DialFailure, error: crate::node::DialError) {
@@ -1160,9 +1161,14 @@ impl Shard {
     /// Serves the shard's two queues from other threads: batches from the
     /// other shards and commands from the handle.
     async fn inbox_task(self: Rc<Self>, wake: Arc<EventWake>) {
-        let efd = wake::EventfdRead::new(wake.fd());
+        // glommio path: glommio reads the eventfd. Ring path: the ring does
+        // (`wake_reader`), so that a driver sleeping in its ring wakes too.
+        let efd = self.ring.is_none().then(|| wake::EventfdRead::new(wake.fd()));
         let (rx, mesh) = (&self.inbox, &self.mesh_in);
         loop {
+            for w in self.cross_wakes.try_iter() {
+                w.wake();
+            }
             let mut n = 0;
             loop {
                 if let Ok(batch) = mesh.try_recv() {
@@ -1185,13 +1191,19 @@ impl Shard {
             }
             self.dispatch();
             wake.set_sleeping(true);
-            if !rx.is_empty() || !mesh.is_empty() {
+            if !rx.is_empty() || !mesh.is_empty() || !self.cross_wakes.is_empty() {
                 wake.set_sleeping(false);
                 continue;
             }
             // The eventfd (glommio, when the shard is idle) or a poke from
-            // the ring driver (when it spins and glommio's reactor waits).
-            efd.wait_or(self.inbox_poke.wait()).await;
+            // the ring driver (when it spins and glommio's reactor waits,
+            // or when the ring's read of the eventfd completed).
+            match &efd {
+                Some(efd) => {
+                    efd.wait_or(self.inbox_poke.wait()).await;
+                }
+                None => self.inbox_poke.wait().await,
+            }
             wake.set_sleeping(false);
         }
     }
@@ -1217,7 +1229,7 @@ impl Shard {
             if !busy {
                 break;
             }
-            glommio::timer::sleep(Duration::from_millis(5)).await;
+            self.sleep(Duration::from_millis(5)).await;
         }
         for id in &ids {
             if let Some(e) = self.proxies.borrow_mut().get_mut(id) {
@@ -1240,7 +1252,7 @@ impl Shard {
             if self.links.borrow().is_empty() && self.overflow.borrow().is_empty() {
                 break;
             }
-            glommio::timer::sleep(Duration::from_millis(10)).await;
+            self.sleep(Duration::from_millis(10)).await;
         }
         self.done.notify();
     }
@@ -1252,6 +1264,7 @@ impl Shard {
             self.metrics.set(Metric::ring_enters, st.enters);
             self.metrics.set(Metric::ring_completions, st.completions);
             self.metrics.set(Metric::ring_parks, st.parks);
+            self.metrics.set(Metric::ring_sleeps, st.ring_sleeps);
             self.metrics.set(Metric::ring_ops_in_flight, st.ops_in_flight);
             self.metrics.set(Metric::ring_send_bytes_held, st.send_bytes_held);
             self.metrics.set(Metric::ring_buffers_reused, st.buffers_reused);
@@ -1280,6 +1293,7 @@ struct ShardInit {
     listener: Option<RawFd>,
     mesh: Receiver<Batch>,
     inbox: Receiver<Command>,
+    cross_wakes: (wake::Inbox<std::task::Waker>, Receiver<std::task::Waker>),
     wake: Arc<EventWake>,
     io: IoMode,
     engines: Vec<(EngineId, EngineFactory)>,
@@ -1308,6 +1322,10 @@ async fn run(init: ShardInit) -> ShardReport {
         },
         IoMode::Glommio => None,
     };
+    let (cross_wakes_in, cross_wakes) = init.cross_wakes;
+    if ring.is_some() {
+        wake::route_cross_wakes(cross_wakes_in);
+    }
     let engines: Vec<EngineSlot> =
         init.engines.iter().map(|(id, f)| EngineSlot { id: *id, engine: RefCell::new(f(&info)) }).collect();
     let engine_index = engines.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
@@ -1356,6 +1374,7 @@ async fn run(init: ShardInit) -> ShardReport {
         ring: ring.clone(),
         inbox: init.inbox,
         mesh_in: init.mesh,
+        cross_wakes,
         inbox_poke: Notify::default(),
         rpc,
         peer: PeerState::new(
@@ -1363,16 +1382,19 @@ async fn run(init: ShardInit) -> ShardReport {
             &init.cfg,
         ),
     });
-    glommio::spawn_local(shard.clone().mesh_task()).detach();
-    glommio::spawn_local(shard.clone().timer_task()).detach();
-    glommio::spawn_local(shard.clone().rpc_timer_task()).detach();
-    glommio::spawn_local(shard.clone().peer_timer_task()).detach();
-    glommio::spawn_local(shard.clone().inbox_task(init.wake)).detach();
+    uring::spawn(shard.clone().mesh_task());
+    uring::spawn(shard.clone().timer_task());
+    uring::spawn(shard.clone().rpc_timer_task());
+    uring::spawn(shard.clone().peer_timer_task());
+    if let Some(ring) = &ring {
+        uring::spawn(wake_reader(Rc::downgrade(&shard), ring.clone(), init.wake.clone()));
+    }
+    uring::spawn(shard.clone().inbox_task(init.wake));
     if let Some(ring) = &ring {
         let weak = Rc::downgrade(&shard);
         glommio::spawn_local(ring.clone().drive(move || {
             if let Some(s) = weak.upgrade() {
-                if !s.inbox.is_empty() || !s.mesh_in.is_empty() {
+                if !s.inbox.is_empty() || !s.mesh_in.is_empty() || !s.cross_wakes.is_empty() {
                     s.inbox_poke.notify();
                 }
                 s.sync_ring_metrics();
@@ -1385,12 +1407,12 @@ async fn run(init: ShardInit) -> ShardReport {
             Some(r) => {
                 // SAFETY: a listening socket created for this shard in `start`.
                 let listener = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-                glommio::spawn_local(conn::ring_accept_loop(shard.clone(), r.clone(), listener)).detach();
+                uring::spawn(conn::ring_accept_loop(shard.clone(), r.clone(), listener));
             }
             None => {
                 // SAFETY: a listening socket created for this shard in `start`.
                 let listener = unsafe { TcpListener::from_raw_fd(fd) };
-                glommio::spawn_local(conn::accept_loop(shard.clone(), listener)).detach();
+                uring::spawn(conn::accept_loop(shard.clone(), listener));
             }
         }
     }
@@ -1434,12 +1456,38 @@ fn bind_listeners(addr: SocketAddr, n: usize) -> std::io::Result<(SocketAddr, Ve
     Ok((actual, fds))
 }
 
+/// Ring path: keeps a read of the inbox's eventfd in the shard's ring and
+/// pokes the inbox task when it completes. Other threads signal that
+/// eventfd when they queue commands or cross-shard batches for a shard
+/// that waits, and a read in the ring ends the driver's sleep in the ring
+/// as well as its park through glommio.
+async fn wake_reader(shard: std::rc::Weak<Shard>, ring: Rc<uring::Ring>, wake: Arc<EventWake>) {
+    let mut warned = false;
+    loop {
+        let res = ring.read_eventfd(wake.fd()).await;
+        let Some(s) = shard.upgrade() else { return };
+        match res {
+            Ok(()) => s.inbox_poke.notify(),
+            Err(e) => {
+                // Not seen in practice; the driver's tick still looks at
+                // the queues while it polls. Do not spin on the error.
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!("shard {}: reading the inbox eventfd failed: {e}", s.index);
+                }
+                s.inbox_poke.notify();
+                s.sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
 fn ring_config(cfg: &NodeConfig) -> uring::RingConfig {
     uring::RingConfig {
         entries: cfg.ring_entries,
         buffers: cfg.ring_buffers,
         buffer_size: cfg.ring_buffer_size,
         spin: cfg.ring_spin,
+        sleep: cfg.ring_sleep,
     }
 }
 
@@ -1461,9 +1509,11 @@ pub(crate) fn start(
             Inbox::new(cfg.inbox_capacity).map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
         // Batches from the other shards: a second queue, woken the same way.
         let (mesh_in, mesh_rx) = inbox.sibling(cfg.mesh_capacity);
+        // Wake-ups of the shard's tasks from other threads (ring path).
+        let cross_wakes = inbox.sibling(wake::CROSS_WAKES_MAX);
         inboxes.push(inbox);
         mesh_ins.push(mesh_in);
-        inbox_ends.push((rx, mesh_rx, wake));
+        inbox_ends.push((rx, mesh_rx, cross_wakes, wake));
     }
     let accepting: Vec<usize> = match &cfg.listen_shards {
         crate::node::ListenShards::All => (0..n).collect(),
@@ -1535,7 +1585,7 @@ pub(crate) fn start(
     let mut metrics = Vec::with_capacity(n);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
-    for (i, (inbox_rx, mesh, wake)) in inbox_ends.into_iter().enumerate() {
+    for (i, (inbox_rx, mesh, cross_wakes, wake)) in inbox_ends.into_iter().enumerate() {
         let m = Arc::new(ShardMetrics::default());
         metrics.push(m.clone());
         let init = ShardInit {
@@ -1547,6 +1597,7 @@ pub(crate) fn start(
             listener: listener_fds[i].take(),
             mesh,
             inbox: inbox_rx,
+            cross_wakes,
             wake,
             io,
             engines: engines.clone(),
@@ -1572,8 +1623,9 @@ pub(crate) fn start(
             IoMode::Uring => builder.preempt_timer(Duration::from_millis(5)),
             IoMode::Glommio => builder.spin_before_park(cfg.spin_before_park),
         };
-        let handle =
-            builder.spawn(move || run(init)).map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
+        let handle = builder
+            .spawn(move || uring::counted(run(init)))
+            .map_err(|e| StartError::Shard { shard: i, reason: e.to_string() })?;
         threads.push(handle);
     }
     drop(ready_tx);

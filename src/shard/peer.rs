@@ -217,12 +217,14 @@ pub enum PeerError {
 #[must_use = "a request's result should be looked at"]
 pub struct PendingResult {
     rx: oneshot::Receiver<Result<PeerResult, PeerError>>,
+    /// The result may come from another shard's thread (see `poll_routed`).
+    routed: Option<(std::task::Waker, std::task::Waker)>,
 }
 
 impl PendingResult {
     fn new() -> (PendingResult, ResultTx) {
         let (tx, rx) = oneshot::channel();
-        (PendingResult { rx }, tx)
+        (PendingResult { rx, routed: None }, tx)
     }
 
     /// Blocks the calling thread for the result (not on a shard thread).
@@ -244,7 +246,9 @@ impl Future for PendingResult {
     type Output = Result<PeerResult, PeerError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(PeerError::ShuttingDown)))
+        let this = &mut *self;
+        super::wake::poll_routed(&mut this.routed, cx, |cx| Pin::new(&mut this.rx).poll(cx))
+            .map(|r| r.unwrap_or(Err(PeerError::ShuttingDown)))
     }
 }
 

@@ -267,12 +267,14 @@ pub(crate) struct CallCmd {
 #[must_use = "a call's answer should be looked at"]
 pub struct PendingCall {
     rx: oneshot::Receiver<Result<Bytes, RpcError>>,
+    /// The answer may come from another shard's thread (see `poll_routed`).
+    routed: Option<(std::task::Waker, std::task::Waker)>,
 }
 
 impl PendingCall {
     fn new() -> (PendingCall, Reply) {
         let (tx, rx) = oneshot::channel();
-        (PendingCall { rx }, Reply::Unary(tx))
+        (PendingCall { rx, routed: None }, Reply::Unary(tx))
     }
 
     /// Blocks the calling thread until the answer arrives. Never call this
@@ -296,7 +298,9 @@ impl Future for PendingCall {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // A dropped sender means the node stopped before answering.
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(RpcError::ShuttingDown)))
+        let this = &mut *self;
+        super::wake::poll_routed(&mut this.routed, cx, |cx| Pin::new(&mut this.rx).poll(cx))
+            .map(|r| r.unwrap_or(Err(RpcError::ShuttingDown)))
     }
 }
 
@@ -310,6 +314,8 @@ pub struct ResponseStream {
     window: u32,
     unreported: u32,
     ended: bool,
+    /// Items may come from another shard's thread (see `poll_routed`).
+    routed: Option<(std::task::Waker, std::task::Waker)>,
 }
 
 /// How a stream's consumer reaches the shard that owns the call.
@@ -330,7 +336,15 @@ impl ResponseStream {
         let (tx, rx) = mpsc::unbounded();
         let shared = Arc::new(StreamShared::default());
         (
-            ResponseStream { rx, shared: shared.clone(), poke, window: window.max(1), unreported: 0, ended: false },
+            ResponseStream {
+                rx,
+                shared: shared.clone(),
+                poke,
+                window: window.max(1),
+                unreported: 0,
+                ended: false,
+                routed: None,
+            },
             Reply::Stream(tx, shared),
         )
     }
@@ -347,7 +361,7 @@ impl ResponseStream {
     /// The next item: `Some(Ok)` an item, `Some(Err)` the error that ended
     /// the call, `None` the end.
     pub async fn next(&mut self) -> Option<Result<Bytes, RpcError>> {
-        std::future::poll_fn(|cx| self.poll_item(cx)).await
+        std::future::poll_fn(|cx| self.poll_routed(cx)).await
     }
 
     /// As [`ResponseStream::next`], blocking the calling thread (not for
@@ -376,6 +390,13 @@ impl ResponseStream {
         drop(self);
     }
 
+    fn poll_routed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, RpcError>>> {
+        let mut routed = self.routed.take();
+        let r = super::wake::poll_routed(&mut routed, cx, |cx| self.poll_item(cx));
+        self.routed = routed;
+        r
+    }
+
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, RpcError>>> {
         if self.ended {
             return Poll::Ready(None);
@@ -402,7 +423,7 @@ impl futures_lite::Stream for ResponseStream {
     type Item = Result<Bytes, RpcError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_item(cx)
+        self.poll_routed(cx)
     }
 }
 
@@ -657,7 +678,7 @@ impl Shard {
             ctl: ctl.clone(),
         };
         let shard = self.clone();
-        glommio::spawn_local(async move {
+        super::uring::spawn(async move {
             let start = shard.now();
             if start >= deadline_ms {
                 // Too late to start: answer without running the handler.
@@ -683,8 +704,7 @@ impl Shard {
             shard.rpc.calls.borrow_mut().remove(&key);
             shard.rpc.server.borrow_mut().finish(key.0, key.1, key.2);
             shard.rpc_flush();
-        })
-        .detach();
+        });
     }
 
     fn rpc_deadline(self: &Rc<Self>, ctl: &CallCtl, key: (NodeId, u32, u32)) {

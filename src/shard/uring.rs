@@ -60,6 +60,44 @@ pub(crate) struct RingConfig {
     pub buffers: u16,
     pub buffer_size: usize,
     pub spin: Duration,
+    /// After `spin`, how long the driver may sleep inside its own ring
+    /// before it parks through glommio.
+    pub sleep: Duration,
+}
+
+thread_local! {
+    /// Polls of the shard's tasks (those started with [`spawn`]): the
+    /// driver sleeps inside its ring only after it was polled twice in a
+    /// row with no other task polled in between, that is, when it is the
+    /// only task of the shard that can run.
+    static TASK_POLLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Runs `fut` as a task of the calling shard, counted for the driver (see
+/// [`Ring::drive`]). Every task of a shard other than the driver starts
+/// here.
+pub(crate) fn spawn(fut: impl Future<Output = ()> + 'static) {
+    spawn_task(fut).detach();
+}
+
+/// As [`spawn`], keeping the task's handle.
+pub(crate) fn spawn_task<T: 'static>(fut: impl Future<Output = T> + 'static) -> glommio::Task<T> {
+    glommio::spawn_local(counted(fut))
+}
+
+/// `fut`, its polls counted for the driver (also for an executor's main
+/// future).
+pub(crate) async fn counted<T>(fut: impl Future<Output = T>) -> T {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        TASK_POLLS.with(|p| p.set(p.get().wrapping_add(1)));
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+fn task_polls() -> u64 {
+    TASK_POLLS.with(Cell::get)
 }
 
 /// One completion, as a waiting task sees it.
@@ -323,6 +361,8 @@ pub(crate) struct RingStats {
     pub enters: u64,
     pub completions: u64,
     pub parks: u64,
+    /// Sleeps inside the ring (before parking through glommio).
+    pub ring_sleeps: u64,
     /// Operations the kernel still holds (gauge).
     pub ops_in_flight: u64,
     /// Bytes owned by send operations still in the kernel's hands (gauge).
@@ -346,6 +386,9 @@ pub(crate) struct Ring {
     parker: EventfdRead,
     wake: Notify,
     spin: Duration,
+    /// How long the driver may sleep inside the ring (zero when the kernel
+    /// lacks `IORING_FEAT_EXT_ARG`, the wait with a timeout).
+    sleep: Duration,
     stats: Cell<RingStats>,
     /// Sleeps of the shard (its engines' and its own timers'), served by
     /// the driver: glommio's own timers fire only when its reactor runs,
@@ -388,6 +431,7 @@ impl Ring {
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         // Off while the driver polls; `park` turns it on.
         ring.completion().disable_eventfd();
+        let sleep = if ring.params().is_feature_ext_arg() { cfg.sleep } else { Duration::ZERO };
         Ok(Rc::new(Ring {
             ring: RefCell::new(ring),
             bufs: RefCell::new(bufs),
@@ -398,6 +442,7 @@ impl Ring {
             parker: EventfdRead::new(efd),
             wake: Notify::default(),
             spin: cfg.spin,
+            sleep,
             stats: Cell::new(RingStats::default()),
             timers: RefCell::new(std::collections::BinaryHeap::new()),
             timer_seq: Cell::new(0),
@@ -536,6 +581,15 @@ impl Ring {
     }
 
     /// The driver: runs until the shard stops (the executor drops it).
+    ///
+    /// Idle, it goes through three stages: it polls for `spin` after the
+    /// last work; then, for up to `sleep` more, it sleeps inside the ring
+    /// (`io_uring_enter` waiting for one completion, bounded by the
+    /// earliest armed sleep), which the kernel ends as directly as it wakes
+    /// a thread blocked in `recv`, but only while no other task of the
+    /// shard can run; then it parks through glommio, so glommio's reactor
+    /// (its timers, wake-ups from other threads) runs at least every
+    /// `sleep` (as it does every 5 ms while the driver spins).
     pub async fn drive(self: Rc<Self>, mut on_tick: impl FnMut()) {
         let mut polls: u32 = 0;
         // The clock is read only every 32 idle polls (a clock read costs as
@@ -544,8 +598,16 @@ impl Ring {
         let mut last = Instant::now();
         let mut active = false;
         let mut idle: u32 = 0;
+        // Driver polls in a row with no other task polled in between.
+        let (mut seen, mut quiet) = (task_polls(), 0u32);
         loop {
             polls = polls.wrapping_add(1);
+            let now_polls = task_polls();
+            if now_polls == seen {
+                quiet = quiet.saturating_add(1);
+            } else {
+                (seen, quiet) = (now_polls, 0);
+            }
             let mut n = self.reap();
             let (sq, taskrun, overflow) = self.sq_flags();
             if sq > 0 || taskrun || overflow || polls % 1024 == 0 {
@@ -574,8 +636,26 @@ impl Ring {
                 last = now;
                 active = false;
             }
-            if now.duration_since(last) < self.spin {
+            let since = now.duration_since(last);
+            if since < self.spin {
                 futures_lite::future::yield_now().await;
+                continue;
+            }
+            if since < self.spin + self.sleep {
+                // Two quiet polls: every task woken before the first one
+                // has run since (the task queue is first in, first out),
+                // and so has any the reactor woke in between.
+                if quiet < 2 {
+                    // Whatever the tick wakes (the inbox) runs first.
+                    on_tick();
+                    futures_lite::future::yield_now().await;
+                    continue;
+                }
+                self.sleep_in_ring(last + self.spin + self.sleep);
+                if self.fire_timers() > 0 {
+                    active = true;
+                }
+                quiet = 0;
                 continue;
             }
             // The tick's work (metrics, inbox) is current before sleeping.
@@ -584,6 +664,28 @@ impl Ring {
             last = Instant::now();
             idle = 0;
         }
+    }
+
+    /// Blocks the shard's thread in the ring until a completion arrives,
+    /// `until` or the earliest armed sleep, whichever comes first. Only
+    /// for a driver that is the shard's one runnable task: nothing else
+    /// on this thread can push work meanwhile, and other threads reach
+    /// the shard through its inbox eventfd, read by an operation of this
+    /// ring.
+    fn sleep_in_ring(&self, until: Instant) {
+        let until = self.timers.borrow().peek().map_or(until, |a| a.at.min(until));
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return;
+        }
+        let ts = types::Timespec::from(wait);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        // A timeout (ETIME) or an interruption just ends the sleep.
+        let _ = self.ring.borrow().submitter().submit_with_args(1, &args);
+        self.bump(|s| {
+            s.enters += 1;
+            s.ring_sleeps += 1;
+        });
     }
 
     /// Sleeps until the ring has work, a task pushes an operation or the
@@ -721,6 +823,15 @@ impl Ring {
         self.result(op).await.map(drop)
     }
 
+    /// Waits until the eventfd `fd` is signalled, consuming its count.
+    pub async fn read_eventfd(self: &Rc<Self>, fd: RawFd) -> io::Result<()> {
+        let mut v = vec![0u8; 8];
+        let sqe = opcode::Read::new(types::Fd(fd), v.as_mut_ptr(), 8).build();
+        let op = Op::new(Keep::Buf(v));
+        self.push(sqe, &op);
+        self.result(op).await.map(drop)
+    }
+
     /// Starts a multishot receive on `fd` into the provided buffers.
     pub fn recv_multi(self: &Rc<Self>, fd: RawFd) -> Rc<Op> {
         let op = Op::new(Keep::None);
@@ -818,15 +929,25 @@ mod tests {
     use super::*;
 
     /// Runs `f` on a glommio executor with a ring and its driver (spinning
-    /// for `spin`, then parking).
+    /// for `spin`, then sleeping in the ring for 5 ms, then parking).
     fn with_ring<F: Future<Output = ()> + 'static>(spin: Duration, f: impl FnOnce(Rc<Ring>) -> F + Send + 'static) {
+        with_ring_sleep(spin, Duration::from_millis(5), f)
+    }
+
+    fn with_ring_sleep<F: Future<Output = ()> + 'static>(
+        spin: Duration,
+        sleep: Duration,
+        f: impl FnOnce(Rc<Ring>) -> F + Send + 'static,
+    ) {
         glommio::LocalExecutorBuilder::default()
             .preempt_timer(Duration::from_millis(5))
-            .spawn(move || async move {
-                let cfg = RingConfig { entries: 64, buffers: 8, buffer_size: 4096, spin };
-                let ring = Ring::new(cfg).expect("ring");
-                glommio::spawn_local(ring.clone().drive(|| {})).detach();
-                f(ring).await;
+            .spawn(move || {
+                counted(async move {
+                    let cfg = RingConfig { entries: 64, buffers: 8, buffer_size: 4096, spin, sleep };
+                    let ring = Ring::new(cfg).expect("ring");
+                    glommio::spawn_local(ring.clone().drive(|| {})).detach();
+                    f(ring).await;
+                })
             })
             .unwrap()
             .join()
@@ -844,7 +965,7 @@ mod tests {
                 let mut tasks = Vec::new();
                 for ms in [3u64, 1, 2] {
                     let (ring, order) = (ring.clone(), order.clone());
-                    tasks.push(glommio::spawn_local(async move {
+                    tasks.push(spawn_task(async move {
                         ring.sleep_until(start + Duration::from_millis(ms)).await;
                         assert!(start.elapsed() >= Duration::from_millis(ms), "woke before its deadline");
                         order.borrow_mut().push(ms);
@@ -871,6 +992,71 @@ mod tests {
             assert!(left <= 200, "{left} dead entries kept");
             // One still armed fires as usual.
             ring.sleep_until(Instant::now() + Duration::from_millis(1)).await;
+        });
+    }
+
+    /// A driver sleeping in its ring (for up to 3 s here) is woken by
+    /// a completion: data from another thread, and a signal of an eventfd
+    /// the ring reads (the inbox's way in).
+    #[test]
+    fn a_sleep_in_the_ring_ends_with_a_completion() {
+        with_ring_sleep(Duration::ZERO, Duration::from_secs(3), |ring| async move {
+            let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let t = Instant::now();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                std::io::Write::write_all(&mut b, b"ping").unwrap();
+            });
+            let got = ring.recv(a.as_raw_fd(), 16).await.unwrap();
+            assert_eq!(&got[..], b"ping");
+            writer.join().unwrap();
+            // SAFETY: eventfd takes no pointers; the result is checked.
+            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            assert!(efd >= 0);
+            // SAFETY: a fresh descriptor, owned from here.
+            let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+            let raw = efd.as_raw_fd();
+            let signaller = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                let one = 1u64;
+                // SAFETY: writes 8 bytes from a live u64 to an open eventfd.
+                unsafe { libc::write(raw, (&one as *const u64).cast(), 8) };
+            });
+            ring.read_eventfd(raw).await.unwrap();
+            signaller.join().unwrap();
+            let st = ring.stats();
+            assert!(st.ring_sleeps >= 2, "slept in the ring: {st:?}");
+            assert_eq!(st.parks, 0, "never parked through glommio");
+            // Two waits of 50 ms, far from the 3 s a sleep could last (the
+            // executor ends after the driver's last one).
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        });
+    }
+
+    /// A task woken by another task runs before the driver sleeps in its
+    /// ring (the driver sleeps only when it is the one runnable task).
+    #[test]
+    fn the_driver_does_not_sleep_over_runnable_tasks() {
+        with_ring_sleep(Duration::ZERO, Duration::from_secs(3), |ring| async move {
+            let t = Instant::now();
+            for _ in 0..20 {
+                let note = Rc::new(Notify::default());
+                let woken = spawn_task({
+                    let note = note.clone();
+                    async move { note.wait().await }
+                });
+                let r = ring.clone();
+                spawn_task(async move {
+                    // A sleep of the ring, then a wake of another task.
+                    r.sleep_until(Instant::now() + Duration::from_millis(2)).await;
+                    note.notify();
+                })
+                .await;
+                woken.await;
+            }
+            assert!(ring.stats().ring_sleeps > 0);
+            // Twenty turns of 2 ms, not 3 s each.
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         });
     }
 }

@@ -220,6 +220,70 @@ impl<T> Inbox<T> {
     }
 }
 
+/// How many wake-ups from other threads a shard's queue holds; beyond
+/// that a waker is woken through glommio's own path (slower, not lost).
+pub(crate) const CROSS_WAKES_MAX: usize = 65_536;
+
+thread_local! {
+    /// The queue into the shard running on this thread for wake-ups that
+    /// come from other threads (ring path; `None` elsewhere).
+    static CROSS_WAKES: RefCell<Option<Inbox<Waker>>> = const { RefCell::new(None) };
+}
+
+/// Makes this (shard) thread's futures route wake-ups from other threads
+/// through `queue` (see [`poll_routed`]).
+pub(crate) fn route_cross_wakes(queue: Inbox<Waker>) {
+    CROSS_WAKES.with(|q| *q.borrow_mut() = Some(queue));
+}
+
+/// A waker that, woken on another thread, queues the task's own waker for
+/// its shard and signals the shard's eventfd. glommio handles a wake-up
+/// from another thread only when its reactor runs: every 5 ms while the
+/// ring driver spins, and after the driver's sleep in its ring.
+struct CrossWake {
+    waker: Waker,
+    thread: std::thread::ThreadId,
+    queue: Inbox<Waker>,
+}
+
+impl std::task::Wake for CrossWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if std::thread::current().id() == self.thread {
+            self.waker.wake_by_ref();
+        } else if let Err(w) = self.queue.send(self.waker.clone()) {
+            w.wake();
+        }
+    }
+}
+
+/// Polls `f` (a future whose wake-up may come from another shard's thread,
+/// such as a cross-shard call's answer) with a waker that routes such a
+/// wake-up through the shard's inbox; `slot` caches it for the task's
+/// waker. Off a routed shard thread, `f` gets the caller's context as is.
+pub(crate) fn poll_routed<T>(
+    slot: &mut Option<(Waker, Waker)>,
+    cx: &mut std::task::Context<'_>,
+    f: impl FnOnce(&mut std::task::Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    if let Some((task, routed)) = slot.as_ref()
+        && task.will_wake(cx.waker())
+    {
+        let routed = routed.clone();
+        return f(&mut std::task::Context::from_waker(&routed));
+    }
+    let Some(queue) = CROSS_WAKES.with(|q| q.borrow().clone()) else {
+        return f(cx);
+    };
+    let routed =
+        Waker::from(Arc::new(CrossWake { waker: cx.waker().clone(), thread: std::thread::current().id(), queue }));
+    *slot = Some((cx.waker().clone(), routed.clone()));
+    f(&mut std::task::Context::from_waker(&routed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +303,51 @@ mod tests {
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![1, 2, 4]);
         drop(rx);
         assert_eq!(tx.try_send(6), Err(6), "nobody receives");
+    }
+
+    /// A routed waker woken on another thread queues the task's waker for
+    /// the shard and signals its eventfd; woken on the shard's own thread
+    /// it wakes the task at once. The routed waker is made once per task
+    /// waker.
+    #[test]
+    fn wakes_from_other_threads_go_through_the_shard_queue() {
+        #[derive(Default)]
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (queue, rx, wake) = Inbox::<Waker>::new(4).unwrap();
+        let count = Arc::new(Count::default());
+        let task = Waker::from(count.clone());
+        let mut cx = std::task::Context::from_waker(&task);
+        let mut slot = None;
+        // Off a routed thread: the caller's waker as is.
+        let w = poll_routed(&mut slot, &mut cx, |cx| Poll::<Waker>::Ready(cx.waker().clone()));
+        assert!(matches!(w, Poll::Ready(ref w) if w.will_wake(&task)) && slot.is_none());
+        route_cross_wakes(queue);
+        let Poll::Ready(routed) = poll_routed(&mut slot, &mut cx, |cx| Poll::Ready(cx.waker().clone())) else {
+            unreachable!()
+        };
+        assert!(!routed.will_wake(&task), "routed");
+        let Poll::Ready(again) = poll_routed(&mut slot, &mut cx, |cx| Poll::Ready(cx.waker().clone())) else {
+            unreachable!()
+        };
+        assert!(again.will_wake(&routed), "made once per task waker");
+        wake.set_sleeping(true);
+        std::thread::spawn(move || again.wake()).join().unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "not woken on the other thread");
+        let mut n = 0u64;
+        // SAFETY: reads 8 bytes into a live u64 from our own eventfd.
+        let r = unsafe { libc::read(wake.fd(), (&mut n as *mut u64).cast(), 8) };
+        assert_eq!((r, n), (8, 1), "the shard was signalled");
+        let queued: Vec<Waker> = rx.try_iter().collect();
+        assert_eq!(queued.len(), 1);
+        assert!(queued[0].will_wake(&task), "the task's own waker was queued");
+        routed.wake_by_ref();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken at once on its own thread");
+        CROSS_WAKES.with(|q| *q.borrow_mut() = None);
     }
 
     /// An inbox refuses past its capacity and signals the shard's eventfd
