@@ -21,9 +21,12 @@
 //! accepted sockets whose handshake named a node another shard owns).
 //! From outside threads: a bounded queue of commands per shard. Both are
 //! crossbeam queues woken the same way: an eventfd the shard awaits when
-//! idle, and a look every 16 polls of the ring driver while it spins
-//! (glommio's own channels are woken only by its reactor, which a spinning
-//! shard runs every 5 ms: a cross-shard hop took 2.5 ms on average).
+//! idle (read by the shard's ring on the ring path, by glommio otherwise),
+//! and a look every 16 polls of the ring driver while it spins (glommio's
+//! own channels are woken only by its reactor, which a spinning shard runs
+//! every 5 ms: a cross-shard hop took 2.5 ms on average). A third queue
+//! carries wake-ups of the shard's tasks from other threads (the answer to
+//! a cross-shard call), for the same reason (`wake::poll_routed`).
 
 mod conn;
 mod peer;

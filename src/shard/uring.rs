@@ -19,10 +19,15 @@
 //! if the future that asked for it is dropped.
 //!
 //! Idle behaviour: after the last completion the driver keeps polling for
-//! `spin` (default 50 µs), yielding to other tasks between polls; then it
+//! `spin` (default 50 µs), yielding to other tasks between polls; then, if
+//! no other task of the shard can run, it sleeps inside the ring (waits in
+//! `io_uring_enter` for a completion) for up to `sleep` (default 5 ms),
+//! which the kernel ends as directly as it wakes a blocked `recv`; then it
 //! parks on an eventfd registered with the ring (awaited through glommio),
-//! so an idle shard sleeps and glommio's timers and channels run. A task
-//! that pushes an operation while the driver is parked wakes it.
+//! so an idle shard sleeps and glommio's timers and reactor run. A task
+//! that pushes an operation while the driver is parked wakes it; other
+//! threads reach the shard through its inbox eventfd, which an operation
+//! of this ring reads.
 //!
 //! Sleeps (`ShardCtx::sleep` and the shard's own timers) are the driver's
 //! too: glommio's timers fire only when its reactor runs, every 5 ms while
