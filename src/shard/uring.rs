@@ -621,6 +621,9 @@ impl Ring {
             }
             if polls % 16 == 0 {
                 on_tick();
+                // What the tick woke (the inbox task, sleepers) runs before
+                // the driver may sleep.
+                quiet = 0;
                 if self.fire_timers() > 0 {
                     active = true;
                 }
@@ -1062,6 +1065,26 @@ mod tests {
             assert!(ring.stats().ring_sleeps > 0);
             // Twenty turns of 2 ms, not 3 s each.
             assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        });
+    }
+
+    /// Sleeps the driver fires itself wake their tasks before it sleeps in
+    /// its ring again (it does not sleep over a task it just woke).
+    #[test]
+    fn short_sleeps_stay_prompt_while_the_driver_sleeps_in_its_ring() {
+        with_ring_sleep(Duration::ZERO, Duration::from_secs(1), |ring| async move {
+            let t = Instant::now();
+            let r = ring.clone();
+            spawn_task(async move {
+                // Deadlines that fall due on every kind of driver poll.
+                for i in 0..1000u64 {
+                    r.sleep_until(Instant::now() + Duration::from_micros(i % 16)).await;
+                }
+            })
+            .await;
+            assert!(ring.stats().ring_sleeps > 0);
+            // A thousand sleeps of at most 15 µs, not a 1 s sleep of the ring.
+            assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
         });
     }
 }
