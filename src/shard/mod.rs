@@ -255,13 +255,13 @@ pub(crate) struct Shard {
     listen_fd: Cell<Option<RawFd>>,
     /// The shard's own io_uring ring (`None`: glommio's streams).
     ring: Option<Rc<uring::Ring>>,
-    /// The two queues from other threads, served by the inbox task: the
-    /// handle's commands and the other shards' batches. The ring driver
-    /// also looks at them while it spins (glommio polls their eventfd only
-    /// when idle) and pokes the task.
+    /// The queues from other threads, served by the inbox task: the
+    /// handle's commands, the other shards' batches and (ring path)
+    /// wake-ups of this shard's tasks. The ring driver also looks at them
+    /// while it spins (their eventfd is read only when the shard waits)
+    /// and pokes the task.
     inbox: Receiver<Command>,
     mesh_in: Receiver<Batch>,
-    /// Wake-ups of this shard's tasks from other threads (ring path).
     cross_wakes: Receiver<std::task::Waker>,
     inbox_poke: Notify,
     rpc: RpcState,
@@ -353,7 +353,10 @@ impl ShardCtx {
         self.shard.proxies.borrow().get(&node).is_some_and(|e| e.px.link().is_some())
     }
 
-    /// Runs `fut` on this shard.
+    /// Runs `fut` on this shard. Start an engine's tasks here rather than
+    /// with `glommio::spawn_local`: the ring driver sleeps in its ring only
+    /// when none of the tasks started here can run, so a task started
+    /// behind its back may wait up to `ring_sleep` (5 ms) once woken.
     pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + 'static) {
         uring::spawn(fut);
     }
@@ -1161,8 +1164,8 @@ impl Shard {
         }
     }
 
-    /// Serves the shard's two queues from other threads: batches from the
-    /// other shards and commands from the handle.
+    /// Serves the shard's queues from other threads: batches from the
+    /// other shards, commands from the handle, and wake-ups of its tasks.
     async fn inbox_task(self: Rc<Self>, wake: Arc<EventWake>) {
         // glommio path: glommio reads the eventfd. Ring path: the ring does
         // (`wake_reader`), so that a driver sleeping in its ring wakes too.
