@@ -1164,6 +1164,11 @@ impl Shard {
         }
     }
 
+    /// Whether any queue from other threads holds something.
+    fn has_inbound(&self) -> bool {
+        !self.inbox.is_empty() || !self.mesh_in.is_empty() || !self.cross_wakes.is_empty()
+    }
+
     /// Serves the shard's queues from other threads: batches from the
     /// other shards, commands from the handle, and wake-ups of its tasks.
     async fn inbox_task(self: Rc<Self>, wake: Arc<EventWake>) {
@@ -1197,7 +1202,7 @@ impl Shard {
             }
             self.dispatch();
             wake.set_sleeping(true);
-            if !rx.is_empty() || !mesh.is_empty() || !self.cross_wakes.is_empty() {
+            if self.has_inbound() {
                 wake.set_sleeping(false);
                 continue;
             }
@@ -1400,7 +1405,7 @@ async fn run(init: ShardInit) -> ShardReport {
         let weak = Rc::downgrade(&shard);
         glommio::spawn_local(ring.clone().drive(move || {
             if let Some(s) = weak.upgrade() {
-                if !s.inbox.is_empty() || !s.mesh_in.is_empty() || !s.cross_wakes.is_empty() {
+                if s.has_inbound() {
                     s.inbox_poke.notify();
                 }
                 s.sync_ring_metrics();

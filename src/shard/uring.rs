@@ -40,7 +40,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -425,14 +425,8 @@ impl Ring {
         for bid in 0..cfg.buffers {
             bufs.refill(bid);
         }
-        // Blocking on purpose: glommio's read of it must wait, not fail.
-        // SAFETY: eventfd takes no pointers; the result is checked.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor we own.
-        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let eventfd = super::wake::eventfd()?;
+        let efd = eventfd.as_raw_fd();
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         // Off while the driver polls; `park` turns it on.
         ring.completion().disable_eventfd();
@@ -1018,19 +1012,16 @@ mod tests {
             let got = ring.recv(a.as_raw_fd(), 16).await.unwrap();
             assert_eq!(&got[..], b"ping");
             writer.join().unwrap();
-            // SAFETY: eventfd takes no pointers; the result is checked.
-            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-            assert!(efd >= 0);
-            // SAFETY: a fresh descriptor, owned from here.
-            let efd = unsafe { OwnedFd::from_raw_fd(efd) };
-            let raw = efd.as_raw_fd();
-            let signaller = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
-                let one = 1u64;
-                // SAFETY: writes 8 bytes from a live u64 to an open eventfd.
-                unsafe { libc::write(raw, (&one as *const u64).cast(), 8) };
+            let wake = std::sync::Arc::new(super::super::wake::EventWake::new().unwrap());
+            wake.set_sleeping(true);
+            let signaller = std::thread::spawn({
+                let wake = wake.clone();
+                move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    wake.signal();
+                }
             });
-            ring.read_eventfd(raw).await.unwrap();
+            ring.read_eventfd(wake.fd()).await.unwrap();
             signaller.join().unwrap();
             let st = ring.stats();
             assert!(st.ring_sleeps >= 2, "slept in the ring: {st:?}");

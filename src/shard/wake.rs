@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -96,25 +96,32 @@ impl EventfdRead {
     }
 }
 
+/// A new eventfd, blocking on purpose: reads of it (glommio's, the ring's)
+/// must wait, not fail.
+pub(crate) fn eventfd() -> std::io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor, owned from here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// An eventfd a parked shard waits on; writers signal it only when the
 /// shard said it is about to sleep.
 pub(crate) struct EventWake {
-    fd: RawFd,
+    fd: OwnedFd,
     sleeping: AtomicBool,
 }
 
 impl EventWake {
     pub fn new() -> std::io::Result<EventWake> {
-        // SAFETY: eventfd takes no pointers; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(EventWake { fd, sleeping: AtomicBool::new(false) })
+        Ok(EventWake { fd: eventfd()?, sleeping: AtomicBool::new(false) })
     }
 
     pub fn fd(&self) -> RawFd {
-        self.fd
+        self.fd.as_raw_fd()
     }
 
     /// The shard is about to wait: the next signal must write the eventfd.
@@ -129,15 +136,8 @@ impl EventWake {
             // SAFETY: writes 8 bytes from a live u64 to our own eventfd; an
             // eventfd write only fails if the counter would overflow, which
             // a wake-up flag can never reach.
-            unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+            unsafe { libc::write(self.fd(), (&one as *const u64).cast(), 8) };
         }
-    }
-}
-
-impl Drop for EventWake {
-    fn drop(&mut self) {
-        // SAFETY: we own this fd and close it once.
-        unsafe { libc::close(self.fd) };
     }
 }
 
