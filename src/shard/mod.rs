@@ -1404,12 +1404,13 @@ async fn run(init: ShardInit) -> ShardReport {
     if let Some(ring) = &ring {
         let weak = Rc::downgrade(&shard);
         glommio::spawn_local(ring.clone().drive(move || {
-            if let Some(s) = weak.upgrade() {
-                if s.has_inbound() {
-                    s.inbox_poke.notify();
-                }
-                s.sync_ring_metrics();
+            let Some(s) = weak.upgrade() else { return false };
+            s.sync_ring_metrics();
+            let poke = s.has_inbound();
+            if poke {
+                s.inbox_poke.notify();
             }
+            poke
         }))
         .detach();
     }

@@ -589,7 +589,10 @@ impl Ring {
     /// shard can run; then it parks through glommio, so glommio's reactor
     /// (its timers, wake-ups from other threads) runs at least every
     /// `sleep` (as it does every 5 ms while the driver spins).
-    pub async fn drive(self: Rc<Self>, mut on_tick: impl FnMut()) {
+    ///
+    /// `on_tick` runs every 16 polls and before sleeping; it says whether
+    /// it woke a task.
+    pub async fn drive(self: Rc<Self>, mut on_tick: impl FnMut() -> bool) {
         let mut polls: u32 = 0;
         // The clock is read only every 32 idle polls (a clock read costs as
         // much as a look at the ring here): `active` says work was seen
@@ -614,12 +617,14 @@ impl Ring {
                 n += self.reap();
             }
             if polls % 16 == 0 {
-                on_tick();
-                // What the tick woke (the inbox task, sleepers) runs before
-                // the driver may sleep.
-                quiet = 0;
-                if self.fire_timers() > 0 {
+                let poked = on_tick();
+                let fired = self.fire_timers() > 0;
+                if fired {
                     active = true;
+                }
+                if poked || fired {
+                    // What the tick woke runs before the driver may sleep.
+                    quiet = 0;
                 }
             }
             if n > 0 || sq > 0 {
@@ -947,7 +952,7 @@ mod tests {
                 counted(async move {
                     let cfg = RingConfig { entries: 64, buffers: 8, buffer_size: 4096, spin, sleep };
                     let ring = Ring::new(cfg).expect("ring");
-                    glommio::spawn_local(ring.clone().drive(|| {})).detach();
+                    glommio::spawn_local(ring.clone().drive(|| false)).detach();
                     f(ring).await;
                 })
             })
@@ -1076,6 +1081,23 @@ mod tests {
             assert!(ring.stats().ring_sleeps > 0);
             // A thousand sleeps of at most 15 µs, not a 1 s sleep of the ring.
             assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+        });
+    }
+
+    /// After its spin, an idle driver sleeps in its ring in every idle
+    /// stretch, rather than polling on until `ring_sleep` runs out.
+    #[test]
+    fn an_idle_driver_sleeps_in_its_ring_after_the_spin() {
+        with_ring_sleep(Duration::from_micros(50), Duration::from_secs(1), |ring| async move {
+            let r = ring.clone();
+            spawn_task(async move {
+                for _ in 0..100 {
+                    r.sleep_until(Instant::now() + Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            let st = ring.stats();
+            assert!(st.ring_sleeps >= 100, "one sleep in the ring per idle stretch: {st:?}");
         });
     }
 }
