@@ -688,33 +688,21 @@ mod sw {
             if ctx.shard() != self.from {
                 return;
             }
-            let (c, to, msg, flag, out) =
-                (ctx.clone(), self.to, self.msg.clone(), self.done_flag.clone(), self.out.clone());
-            ctx.spawn(async move {
-                // Only the owner shard sees the link; the warm-up sends wait
-                // in its queue until the link is up.
-                c.sleep(Duration::from_millis(300)).await;
-                let mut h = hist();
-                for i in 0..(PINGS / 4 + PING_WARM) {
-                    flag.set(false);
-                    let t = Instant::now();
-                    if let Err(e) = c.send(to, EngineId::named("sink"), msg.clone(), SendOptions::default().notify()) {
-                        eprintln!("probe send failed: {e}");
-                        return;
-                    }
-                    while !flag.get() {
-                        if c.is_stopping() || t.elapsed() > Duration::from_secs(5) {
-                            eprintln!("probe {i}: no outcome within 5 s");
-                            return;
-                        }
-                        c.yield_now().await;
-                    }
-                    if i >= PING_WARM {
-                        h.saturating_record(t.elapsed().as_nanos() as u64);
-                    }
+            let (c, to, msg, flag) = (ctx.clone(), self.to, self.msg.clone(), self.done_flag.clone());
+            ctx.spawn(probe_rounds(ctx.clone(), self.out.clone(), async move |i| {
+                flag.set(false);
+                let t = Instant::now();
+                if let Err(e) = c.send(to, EngineId::named("sink"), msg.clone(), SendOptions::default().notify()) {
+                    return Err(format!("probe send failed: {e}"));
                 }
-                let _ = out.send(h);
-            });
+                while !flag.get() {
+                    if c.is_stopping() || t.elapsed() > Duration::from_secs(5) {
+                        return Err(format!("probe {i}: no outcome within 5 s"));
+                    }
+                    c.yield_now().await;
+                }
+                Ok(())
+            }));
         }
         fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
         fn on_outcome(&mut self, _: &ShardCtx, _: MsgId, _: Outcome, _: Option<Box<EngineMsg>>) {
@@ -752,41 +740,61 @@ mod sw {
             if ctx.shard() != self.from {
                 return;
             }
-            let (c, to, out) = (ctx.clone(), self.to, self.out.clone());
-            ctx.spawn(async move {
-                c.sleep(Duration::from_millis(300)).await;
-                let mut h = hist();
-                let payload = Bytes::from(vec![7u8; 64]);
-                for i in 0..(PINGS / 4 + PING_WARM) {
-                    let t = Instant::now();
-                    if let Err(e) = c.call(to, "echo", 1, payload.clone(), Duration::from_secs(5)).await {
-                        eprintln!("probe call {i} failed: {e}");
-                        return;
-                    }
-                    if i >= PING_WARM {
-                        h.saturating_record(t.elapsed().as_nanos() as u64);
-                    }
-                }
-                let _ = out.send(h);
-            });
+            let (c, to, payload) = (ctx.clone(), self.to, Bytes::from(vec![7u8; 64]));
+            ctx.spawn(probe_rounds(ctx.clone(), self.out.clone(), async move |i| {
+                c.call(to, "echo", 1, payload.clone(), Duration::from_secs(5))
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("probe call {i} failed: {e}"))
+            }));
         }
         fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
+    }
+
+    /// Times `round` (one round trip, or an error that ends the probe)
+    /// after the link had time to come up (warm-up rounds wait in the
+    /// owner shard's queue until it does), and sends the histogram.
+    async fn probe_rounds(
+        c: ShardCtx,
+        out: std::sync::mpsc::Sender<Histogram<u64>>,
+        mut round: impl AsyncFnMut(usize) -> Result<(), String>,
+    ) {
+        c.sleep(Duration::from_millis(300)).await;
+        let mut h = hist();
+        for i in 0..(PINGS / 4 + PING_WARM) {
+            let t = Instant::now();
+            if let Err(e) = round(i).await {
+                eprintln!("{e}");
+                return;
+            }
+            if i >= PING_WARM {
+                h.saturating_record(t.elapsed().as_nanos() as u64);
+            }
+        }
+        let _ = out.send(h);
+    }
+
+    /// Runs the probe engine `prober` makes (for the peer, sending its
+    /// histogram on the sender it is given) on a two-shard node whose
+    /// driver polls for `spin`, and returns the percentiles.
+    fn probe<E: Engine>(
+        prober: impl Fn(NodeId, std::sync::mpsc::Sender<Histogram<u64>>) -> E + Send + Sync + 'static,
+        spin: Duration,
+    ) -> PingPong {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let (a, b) =
+            two_shard_pair(move |to| prober(to, tx.lock().unwrap().clone()), Arc::new(Counter::default()), spin);
+        let h = rx.recv_timeout(Duration::from_secs(120)).expect("probe finished");
+        a.shutdown(Duration::from_millis(200));
+        b.shutdown(Duration::from_millis(200));
+        percentiles(&h)
     }
 
     /// Round trips of RPC calls from shard `from` of a two-shard node
     /// whose driver polls for `spin` (`-- profile-cross`).
     pub fn cross_call(from: usize, spin: Duration) -> PingPong {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let tx = std::sync::Mutex::new(tx);
-        let (a, b) = two_shard_pair(
-            move |to| CallProber { from, to, out: tx.lock().unwrap().clone() },
-            Arc::new(Counter::default()),
-            spin,
-        );
-        let h = rx.recv_timeout(Duration::from_secs(120)).expect("call probe finished");
-        a.shutdown(Duration::from_millis(200));
-        b.shutdown(Duration::from_millis(200));
-        percentiles(&h)
+        probe(move |to, out| CallProber { from, to, out }, spin)
     }
 
     /// A peer node owned by shard 1 of a two-shard node (whose driver
@@ -848,23 +856,11 @@ mod sw {
     /// Send-to-delivered latency from the peer's owner shard and from the
     /// other shard of a two-shard spinning node (`-- profile-cross`).
     pub fn cross(from: usize) -> PingPong {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (tx, msg) = (std::sync::Mutex::new(tx), message(64));
-        let (a, b) = two_shard_pair(
-            move |to| Prober {
-                from,
-                to,
-                msg: msg.clone(),
-                done_flag: Default::default(),
-                out: tx.lock().unwrap().clone(),
-            },
-            Arc::new(Counter::default()),
+        let msg = message(64);
+        probe(
+            move |to, out| Prober { from, to, msg: msg.clone(), done_flag: Default::default(), out },
             Duration::from_secs(5),
-        );
-        let h = rx.recv_timeout(Duration::from_secs(120)).expect("probe finished");
-        a.shutdown(Duration::from_millis(200));
-        b.shutdown(Duration::from_millis(200));
-        percentiles(&h)
+        )
     }
 
     pub fn pingpong(idle: Idle, io: IoMode) -> PingPong {
