@@ -499,14 +499,19 @@ pub fn data(sink: &mut dyn FrameSink, seq: u64, prefs: TransportPrefs, msg: &Eng
         flags |= FLAG_MAILBOX;
     }
     w.put_u8(flags);
+    let mut used = CAP - w.len();
     for name in [&msg.sender, &msg.target] {
-        w.put_slice(name.wire());
+        // All 32 bytes of the padded form (a fixed-size copy, no memcpy
+        // call); only `len ‖ name` counts. The array has room: each name
+        // before the last leaves at least 32 bytes after it.
+        h[used..used + 32].copy_from_slice(&name.0);
+        used += name.wire().len();
     }
     if let Some(m) = msg.mailbox {
         // Mailbox IDs are below 2^63 in practice; larger ones are clamped by the VLQ limit.
-        let _ = vlq::write(&mut w, m.0.min(vlq::MAX_VALUE));
+        let _ = vlq::write(&mut &mut h[used..], m.0.min(vlq::MAX_VALUE));
+        used += vlq::encoded_len(m.0.min(vlq::MAX_VALUE));
     }
-    let used = CAP - w.len();
     sink.frame(&[&h[..used], msg.msg.bytes()]);
 }
 

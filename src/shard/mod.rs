@@ -523,18 +523,20 @@ impl Shard {
         }
         let id = self.new_msg_id();
         let expiry = opts.expiry.unwrap_or(self.cfg.default_expiry);
+        // One clock read per send (the proxy's `now` below is the same).
+        let now = self.now();
         let out = Outgoing::new(
             id,
             origin_of(self.index, engine),
             msg,
             opts.prefs,
-            self.now() + expiry.as_millis() as u64,
+            now + expiry.as_millis() as u64,
             opts.notify_delivered,
         );
         let owner = shard_of(&to, self.count);
         if owner == self.index {
             self.keep_cells(cells);
-            self.local_send(to, out).map_err(|e| match e {
+            self.local_send(to, out, now).map_err(|e| match e {
                 proxy::SendError::Full(o) => SendError::Full(Box::new(o.msg)),
                 proxy::SendError::Refused(r, o) => SendError::Refused(r, Box::new(o.msg)),
                 proxy::SendError::ShuttingDown(o) => SendError::ShuttingDown(Box::new(o.msg)),
@@ -561,8 +563,7 @@ impl Shard {
         }
     }
 
-    fn local_send(self: &Rc<Self>, to: NodeId, out: Outgoing) -> Result<(), proxy::SendError> {
-        let now = self.now();
+    fn local_send(self: &Rc<Self>, to: NodeId, out: Outgoing, now: u64) -> Result<(), proxy::SendError> {
         // The common case in one map lookup: queued, no event to act on;
         // wake the writer, re-arm the timer if it moved earlier.
         let (r, slow, wake, timeout) = {
@@ -592,7 +593,7 @@ impl Shard {
     /// a refusal to queue becomes an outcome.
     fn accept_send(self: &Rc<Self>, to: NodeId, out: Outgoing, cells: Cells) {
         self.keep_cells(cells);
-        if let Err(e) = self.local_send(to, out) {
+        if let Err(e) = self.local_send(to, out, self.now()) {
             let (reason, o) = match e {
                 proxy::SendError::Full(o) => (NotQueued::QueueFull, o),
                 proxy::SendError::Refused(r, o) => (NotQueued::Refused(r), o),

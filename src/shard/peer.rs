@@ -364,7 +364,7 @@ impl Shard {
             cmd.deadline_ms,
             false,
         );
-        if let Err(e) = self.local_send(cmd.to, out) {
+        if let Err(e) = self.local_send(cmd.to, out, self.now()) {
             let o = match e {
                 proxy::SendError::Full(_) => Outcome::NotQueued(proxy::NotQueued::QueueFull),
                 proxy::SendError::Refused(r, _) => Outcome::NotQueued(proxy::NotQueued::Refused(r)),
@@ -463,7 +463,7 @@ impl Shard {
         );
         // A full queue loses only a library answer the peer will time out
         // on (and count); the peer's own request is what it retries.
-        let _ = self.local_send(to, out);
+        let _ = self.local_send(to, out, self.now());
     }
 
     /// MISSING_DATA: answer with DATA from the store, `nil` for what it lacks.

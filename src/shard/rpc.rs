@@ -786,7 +786,7 @@ impl Shard {
         let id = self.new_msg_id();
         let em = EngineMsg { sender: RPC_ENGINE, target: out.target, mailbox: None, msg: out.msg };
         let og = Outgoing::new(id, out.tag.to_origin(), em, TransportPrefs::default(), out.expiry_ms, false);
-        match self.local_send(out.to, og) {
+        match self.local_send(out.to, og, self.now()) {
             Ok(()) => Ok(()),
             Err(proxy::SendError::Full(o)) => Err(Box::new(Outbound { msg: o.msg.msg, ..out_meta })),
             Err(proxy::SendError::Refused(r, _)) => {

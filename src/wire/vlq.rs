@@ -68,13 +68,12 @@ pub fn write(out: &mut impl BufMut, value: u64) -> Result<usize, VlqError> {
         return Err(VlqError::TooLarge(value));
     }
     let n = encoded_len(value);
-    let mut tmp = [0u8; MAX_LEN];
-    for (i, slot) in tmp[..n].iter_mut().enumerate() {
-        let shift = 7 * (n - 1 - i);
-        let group = ((value >> shift) & 0x7f) as u8;
-        *slot = if i + 1 < n { group | 0x80 } else { group };
+    // Byte by byte: a copy of at most 9 bytes through `put_slice` costs a
+    // call to memcpy per count, and the send path writes two per message.
+    for i in (1..n).rev() {
+        out.put_u8(((value >> (7 * i)) & 0x7f) as u8 | 0x80);
     }
-    out.put_slice(&tmp[..n]);
+    out.put_u8((value & 0x7f) as u8);
     Ok(n)
 }
 
