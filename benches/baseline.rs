@@ -23,7 +23,9 @@
 //! (ping-pong with shards that sleep when idle, in their ring and through
 //! glommio, beside sleeping std), `-- profile-cross` (send to
 //! delivered and one-way rate from a peer's owner shard and from another
-//! shard of a two-shard node).
+//! shard of a two-shard node; RPC round trips the same way; an engine task
+//! woken from a thread outside the node; that one alone:
+//! `-- profile-foreign`).
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -797,6 +799,51 @@ mod sw {
         probe(move |to, out| CallProber { from, to, out }, spin)
     }
 
+    /// Awaits, in a task started with `ShardCtx::spawn`, a oneshot that a
+    /// thread outside the node completes, one at a time.
+    struct ForeignProber {
+        to_thread: std::sync::mpsc::Sender<Option<futures_channel::oneshot::Sender<()>>>,
+        out: std::sync::mpsc::Sender<Histogram<u64>>,
+    }
+    impl Engine for ForeignProber {
+        fn on_start(&mut self, ctx: &ShardCtx) {
+            let to_thread = self.to_thread.clone();
+            ctx.spawn(probe_rounds(ctx.clone(), self.out.clone(), async move |i| {
+                let (tx, rx) = futures_channel::oneshot::channel();
+                to_thread.send(Some(tx)).map_err(|_| format!("probe {i}: the completing thread is gone"))?;
+                rx.await.map_err(|_| format!("probe {i}: oneshot dropped"))
+            }));
+        }
+        fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
+    }
+
+    /// How long an engine task on a spinning one-shard node (CPU A) waits
+    /// for a wake-up from a thread outside the node (blocked on a channel
+    /// on CPU B, where nothing else runs): hand-over to that thread, its
+    /// wake-up, and the wake-up of the task (`-- profile-cross`).
+    pub fn foreign_wake() -> PingPong {
+        let (to_thread, jobs) = std::sync::mpsc::channel::<Option<futures_channel::oneshot::Sender<()>>>();
+        let completer = std::thread::spawn(move || {
+            pin(CPU_B);
+            while let Ok(Some(tx)) = jobs.recv() {
+                let _ = tx.send(());
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let slot = std::sync::Mutex::new((to_thread.clone(), tx));
+        let n = node(CPU_A, IoMode::Uring, (Duration::from_secs(5), RING_SLEEP), |b| {
+            b.engine("prober", move |_| {
+                let g = slot.lock().unwrap();
+                ForeignProber { to_thread: g.0.clone(), out: g.1.clone() }
+            })
+        });
+        let h = rx.recv_timeout(Duration::from_secs(120)).expect("probe finished");
+        n.shutdown(Duration::from_millis(200));
+        let _ = to_thread.send(None);
+        let _ = completer.join();
+        percentiles(&h)
+    }
+
     /// A peer node owned by shard 1 of a two-shard node (whose driver
     /// polls for `spin`), and that node. The peer has an `echo` RPC
     /// service and a `sink` engine.
@@ -973,6 +1020,11 @@ fn main() {
                 own_rate / 1e6,
                 other_rate / 1e6
             );
+            let f = sw::foreign_wake();
+            println!(
+                "engine task woken from a thread outside the node, spinning shard: p50 {:.1} us p99 {:.1} us",
+                f.p50, f.p99
+            );
             for (name, spin) in [("spinning", Duration::from_secs(5)), ("sleeping", Duration::ZERO)] {
                 let (own, other) = (sw::cross_call(1, spin), sw::cross_call(0, spin));
                 println!(
@@ -980,6 +1032,14 @@ fn main() {
                     own.p50, own.p99, other.p50, other.p99
                 );
             }
+        }
+        return;
+    }
+    // `-- profile-foreign`: only the engine task woken from outside, three times.
+    if filter == "profile-foreign" {
+        for _ in 0..3 {
+            let f = sw::foreign_wake();
+            println!("engine task woken from a thread outside the node: p50 {:.1} us p99 {:.1} us", f.p50, f.p99);
         }
         return;
     }

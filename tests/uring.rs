@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use shardwire::handshake::NodeId;
-use shardwire::node::{Engine, IoMode, Metric, NodeEvent, NodeHandle, Placement, SendError, SendOptions, ShardCtx};
+use shardwire::node::{
+    Engine, IoMode, Metric, NodeBuilder, NodeEvent, NodeHandle, Placement, SendError, SendOptions, ShardCtx,
+};
 use shardwire::proxy::{EngineId, EngineMsg, Permanence};
 use shardwire::wire::{Message, MessageType, Value, WireConfig, encode_message};
 
@@ -324,4 +326,114 @@ fn bad_ring_settings_are_refused_at_start() {
     assert!(e.to_string().contains("power of two"), "{e}");
     let e = builder(1).configure(|c| c.ring_buffer_size = 16).start().map(drop).expect_err("refused");
     assert!(e.to_string().contains("ring_buffer_size"), "{e}");
+}
+
+/// Completes, on a thread of its own, every oneshot it is handed (after a
+/// millisecond, so that the task awaiting it has most likely gone to
+/// sleep), until handed `None`.
+fn completer() -> (std::sync::mpsc::Sender<Option<futures_channel::oneshot::Sender<u64>>>, std::thread::JoinHandle<()>)
+{
+    let (tx, rx) = std::sync::mpsc::channel::<Option<futures_channel::oneshot::Sender<u64>>>();
+    let t = std::thread::spawn(move || {
+        let mut n = 0;
+        while let Ok(Some(s)) = rx.recv() {
+            std::thread::sleep(Duration::from_millis(1));
+            n += 1;
+            let _ = s.send(n);
+        }
+    });
+    (tx, t)
+}
+
+/// Awaits `ROUNDS` oneshots completed on another thread, in a task started
+/// with `ShardCtx::spawn`.
+struct AwaitsOtherThread {
+    to_thread: std::sync::mpsc::Sender<Option<futures_channel::oneshot::Sender<u64>>>,
+    done: Arc<std::sync::atomic::AtomicU64>,
+}
+impl Engine for AwaitsOtherThread {
+    fn on_start(&mut self, ctx: &ShardCtx) {
+        let (to_thread, done) = (self.to_thread.clone(), self.done.clone());
+        ctx.spawn(async move {
+            for _ in 0..ROUNDS {
+                let (tx, rx) = futures_channel::oneshot::channel();
+                if to_thread.send(Some(tx)).is_err() {
+                    return;
+                }
+                if rx.await.is_ok() {
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    fn on_message(&mut self, _: &ShardCtx, _: NodeId, _: EngineMsg) {}
+}
+
+const ROUNDS: u64 = 40;
+
+#[test]
+fn wake_ups_from_other_threads_reach_engine_tasks_and_rpc_handlers_through_the_shard() {
+    // A shard whose driver spins lets glommio's reactor, which handles
+    // wake-ups from other threads, run only every 5 ms. Engine tasks and
+    // RPC handlers await whatever the application's other threads complete;
+    // those wake-ups go through the shard's inbox instead, and are counted.
+    let spinning = |b: NodeBuilder| {
+        b.configure(|c| {
+            c.io = IoMode::Uring;
+            c.ring_spin = Duration::from_secs(30);
+        })
+    };
+    let (to_thread, thread) = completer();
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (d, tt) = (done.clone(), Mutex::new(to_thread.clone()));
+    let a = spinning(builder(1))
+        .engine("awaits", move |_| AwaitsOtherThread { to_thread: tt.lock().unwrap().clone(), done: d.clone() })
+        .start()
+        .unwrap();
+    assert_eq!(a.io_mode(), IoMode::Uring);
+    assert!(
+        wait_until(T, || done.load(Ordering::SeqCst) == ROUNDS),
+        "{} of {ROUNDS} awaited",
+        done.load(Ordering::SeqCst)
+    );
+    // A oneshot completed before its task first polled it (a shard thread
+    // descheduled for the helper's millisecond) needs no wake-up at all;
+    // without the routing none of them goes through the inbox.
+    let routed = a.metric(Metric::routed_wakes);
+    assert!(routed >= ROUNDS / 2, "the wake-ups went through the shard's inbox: {routed} of {ROUNDS}");
+
+    // An RPC handler that hands its work to the other thread.
+    let tt = Mutex::new(to_thread.clone());
+    let b = spinning(builder(1))
+        .rpc_service("pool", move |_| {
+            let to_thread = tt.lock().unwrap().clone();
+            shardwire::node::service_fn(move |req, out| {
+                let to_thread = to_thread.clone();
+                async move {
+                    let (tx, rx) = futures_channel::oneshot::channel();
+                    if to_thread.send(Some(tx)).is_ok()
+                        && let Ok(n) = rx.await
+                    {
+                        let mut answer = req.payload.to_vec();
+                        answer.extend_from_slice(&n.to_be_bytes());
+                        out.reply(Bytes::from(answer));
+                    }
+                }
+            })
+        })
+        .start()
+        .unwrap();
+    let c = node(1);
+    c.add_peer(b.node_id(), b.listen_addr().unwrap(), Permanence::Ephemeral);
+    for i in 0..ROUNDS {
+        let r = c.call(b.node_id(), "pool", 1, Bytes::from(vec![i as u8]), T).wait().expect("answered");
+        assert_eq!((r.len(), r[0]), (9, i as u8), "call {i}");
+    }
+    let routed = b.metric(Metric::routed_wakes);
+    assert!(routed >= ROUNDS / 2, "the handlers' wake-ups went through the shard's inbox: {routed} of {ROUNDS}");
+    let _ = to_thread.send(None);
+    thread.join().unwrap();
+    for n in [a, b, c] {
+        n.shutdown(SEC);
+    }
 }

@@ -91,6 +91,7 @@ metrics! {
     ring_ops_in_flight: "gauge", "Operations this shard's ring has in the kernel (multishot ones included).";
     ring_send_bytes_held: "gauge", "Bytes owned by send operations the kernel has not completed.";
     ring_buffers_reused: "counter", "Receive buffers refilled with memory whose frames were all dropped, instead of newly allocated.";
+    routed_wakes: "counter", "Tasks of this shard woken from another thread through its inbox (engine tasks, RPC handlers, pending calls; ring path) instead of through glommio's reactor.";
 }
 
 /// Number of metrics.

@@ -26,7 +26,9 @@
 //! own channels are woken only by its reactor, which a spinning shard runs
 //! every 5 ms: a cross-shard hop took 2.5 ms on average). A third queue
 //! carries wake-ups of the shard's tasks from other threads (the answer to
-//! a cross-shard call), for the same reason (`wake::poll_routed`).
+//! a cross-shard call; anything an engine task or RPC handler awaits that
+//! another thread completes), for the same reason (`wake::poll_routed`,
+//! `wake::routed`).
 
 mod conn;
 mod peer;
@@ -356,9 +358,13 @@ impl ShardCtx {
     /// Runs `fut` on this shard. Start an engine's tasks here rather than
     /// with `glommio::spawn_local`: the ring driver sleeps in its ring only
     /// when none of the tasks started here can run, so a task started
-    /// behind its back may wait up to `ring_sleep` (5 ms) once woken.
+    /// behind its back may wait up to `ring_sleep` (5 ms) once woken; and a
+    /// task started here that is woken from another thread (a channel fed
+    /// by a worker pool, say) is woken through the shard's inbox within
+    /// microseconds, where glommio would notice it only at its next reactor
+    /// pass (up to 5 ms on a spinning shard).
     pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + 'static) {
-        uring::spawn(fut);
+        uring::spawn(wake::routed(fut));
     }
 
     /// Sleeps for `d` without blocking the shard. On the ring path the
@@ -1178,8 +1184,13 @@ impl Shard {
         let efd = self.ring.is_none().then(|| wake::EventfdRead::new(wake.fd()));
         let (rx, mesh) = (&self.inbox, &self.mesh_in);
         loop {
+            let mut routed = 0;
             for w in self.cross_wakes.try_iter() {
                 w.wake();
+                routed += 1;
+            }
+            if routed > 0 {
+                self.metrics.add(Metric::routed_wakes, routed);
             }
             let mut n = 0;
             loop {

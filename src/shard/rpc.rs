@@ -678,7 +678,8 @@ impl Shard {
             ctl: ctl.clone(),
         };
         let shard = self.clone();
-        super::uring::spawn(async move {
+        // The handler is application code: it may await other threads.
+        super::uring::spawn(super::wake::routed(async move {
             let start = shard.now();
             if start >= deadline_ms {
                 // Too late to start: answer without running the handler.
@@ -704,7 +705,7 @@ impl Shard {
             shard.rpc.calls.borrow_mut().remove(&key);
             shard.rpc.server.borrow_mut().finish(key.0, key.1, key.2);
             shard.rpc_flush();
-        });
+        }));
     }
 
     fn rpc_deadline(self: &Rc<Self>, ctl: &CallCtl, key: (NodeId, u32, u32)) {

@@ -272,8 +272,7 @@ pub(crate) fn poll_routed<T>(
     if let Some((task, routed)) = slot.as_ref()
         && task.will_wake(cx.waker())
     {
-        let routed = routed.clone();
-        return f(&mut std::task::Context::from_waker(&routed));
+        return f(&mut std::task::Context::from_waker(routed));
     }
     let Some(queue) = CROSS_WAKES.with(|q| q.borrow().clone()) else {
         return f(cx);
@@ -282,6 +281,18 @@ pub(crate) fn poll_routed<T>(
         Waker::from(Arc::new(CrossWake { waker: cx.waker().clone(), thread: std::thread::current().id(), queue }));
     *slot = Some((cx.waker().clone(), routed.clone()));
     f(&mut std::task::Context::from_waker(&routed))
+}
+
+/// `fut`, with every wake-up from another thread routed as
+/// [`poll_routed`] routes it: for tasks that run application code (engine
+/// tasks, RPC handlers), which may await anything another thread completes
+/// (a channel from a worker pool, a lock, a timer thread). On a spinning
+/// ring shard glommio would see such a wake-up only at its next reactor
+/// pass, up to 5 ms later.
+pub(crate) async fn routed<T>(fut: impl Future<Output = T>) -> T {
+    let mut fut = std::pin::pin!(fut);
+    let mut slot = None;
+    poll_fn(|cx| poll_routed(&mut slot, cx, |cx| fut.as_mut().poll(cx))).await
 }
 
 #[cfg(test)]
