@@ -260,15 +260,41 @@ impl std::task::Wake for CrossWake {
     }
 }
 
+thread_local! {
+    /// Whether a [`routed`] task is polling its future on this thread: the
+    /// waker it hands down routes already.
+    static IN_ROUTED_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the polls of a [`routed`] task's future (undone on drop, also
+/// when a poll panics).
+struct InRoutedTask(bool);
+
+impl InRoutedTask {
+    fn enter() -> InRoutedTask {
+        InRoutedTask(IN_ROUTED_TASK.replace(true))
+    }
+}
+
+impl Drop for InRoutedTask {
+    fn drop(&mut self) {
+        IN_ROUTED_TASK.set(self.0);
+    }
+}
+
 /// Polls `f` (a future whose wake-up may come from another shard's thread,
 /// such as a cross-shard call's answer) with a waker that routes such a
 /// wake-up through the shard's inbox; `slot` caches it for the task's
-/// waker. Off a routed shard thread, `f` gets the caller's context as is.
+/// waker. Off a routed shard thread, or inside a [`routed`] task (whose
+/// waker routes already), `f` gets the caller's context as is.
 pub(crate) fn poll_routed<T>(
     slot: &mut Option<(Waker, Waker)>,
     cx: &mut std::task::Context<'_>,
     f: impl FnOnce(&mut std::task::Context<'_>) -> Poll<T>,
 ) -> Poll<T> {
+    if IN_ROUTED_TASK.get() {
+        return f(cx);
+    }
     if let Some((task, routed)) = slot.as_ref()
         && task.will_wake(cx.waker())
     {
@@ -289,10 +315,18 @@ pub(crate) fn poll_routed<T>(
 /// (a channel from a worker pool, a lock, a timer thread). On a spinning
 /// ring shard glommio would see such a wake-up only at its next reactor
 /// pass, up to 5 ms later.
+/// The library's futures polled inside such a task (`PendingCall`, ...)
+/// hand its waker on as it is instead of wrapping it again.
 pub(crate) async fn routed<T>(fut: impl Future<Output = T>) -> T {
     let mut fut = std::pin::pin!(fut);
     let mut slot = None;
-    poll_fn(|cx| poll_routed(&mut slot, cx, |cx| fut.as_mut().poll(cx))).await
+    poll_fn(|cx| {
+        poll_routed(&mut slot, cx, |cx| {
+            let _inside = InRoutedTask::enter();
+            fut.as_mut().poll(cx)
+        })
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -358,6 +392,30 @@ mod tests {
         assert!(queued[0].will_wake(&task), "the task's own waker was queued");
         routed.wake_by_ref();
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken at once on its own thread");
+        CROSS_WAKES.with(|q| *q.borrow_mut() = None);
+    }
+
+    /// Inside a routed task, the library's futures hand the task's routed
+    /// waker on as it is: one routed waker per task, none per future.
+    #[test]
+    fn futures_inside_a_routed_task_use_its_waker() {
+        let (queue, rx, _wake) = Inbox::<Waker>::new(4).unwrap();
+        let task = Waker::noop().clone();
+        let mut cx = std::task::Context::from_waker(&task);
+        route_cross_wakes(queue);
+        let inner = Cell::new(false);
+        let mut fut = std::pin::pin!(routed(poll_fn(|cx| {
+            let mut slot = None;
+            let seen = poll_routed(&mut slot, cx, |cx| Poll::<Waker>::Ready(cx.waker().clone()));
+            inner.set(slot.is_some());
+            seen
+        })));
+        let Poll::Ready(seen) = fut.as_mut().poll(&mut cx) else { unreachable!() };
+        assert!(!seen.will_wake(&task), "the task's waker routes");
+        assert!(!inner.get(), "the inner future made no routed waker of its own");
+        std::thread::spawn(move || seen.wake()).join().unwrap();
+        assert_eq!(rx.try_iter().count(), 1, "a wake-up from another thread reaches the queue once");
+        assert!(!IN_ROUTED_TASK.get(), "the mark ends with the poll");
         CROSS_WAKES.with(|q| *q.borrow_mut() = None);
     }
 
