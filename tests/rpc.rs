@@ -276,8 +276,13 @@ fn response_lost_in_an_outage() {
     assert_eq!(up, Ok(Bytes::from_static(b"up")));
     let call = c.call(s.node_id(), "echo", HOLD, Bytes::from_static(b"lost"), Duration::from_millis(1500));
     assert!(common::wait_until(10 * SEC, || probe.runs.load(Ordering::Relaxed) == 2));
-    // The link goes down with the call running; then the handler answers.
+    // The link goes down with the call running; then, once the server has
+    // seen it go, the handler answers. (Released at once, the handler could
+    // answer before the server's shard read the reset: its response was
+    // then written into the dead link, in flight with an unknown fate until
+    // a link that never comes back; a full run on a slowed machine did so.)
     fault.set_down(true);
+    assert!(common::wait_until(10 * SEC, || s.metric(Metric::links_up) == 0), "the server saw the cut");
     probe.release.store(true, Ordering::Relaxed);
     let r = call.wait();
     assert_eq!(r, Err(RpcError::DeadlineExceeded { reported_by_server: false }));
