@@ -966,6 +966,12 @@ fn main() {
         }
         return;
     }
+    // `-- profile-stages` (built with `--features stage-trace`): one side's
+    // share of a spinning ring-path ping-pong round trip, stage by stage.
+    if filter == "profile-stages" {
+        stages::run();
+        return;
+    }
     // `-- profile-parked`: shardwire ring-path ping-pong with shards that
     // sleep when idle, in their ring and through glommio, each beside
     // sleeping std sockets.
@@ -1130,4 +1136,103 @@ fn main() {
         );
     }
     println!("\nload average at end: {}", load());
+}
+
+/// `-- profile-stages`: splits one side's share of a spinning ping-pong
+/// round trip into the stages `shardwire::stage_trace` marks, as medians
+/// over the measured messages of each shard thread.
+#[cfg(feature = "stage-trace")]
+mod stages {
+    use shardwire::node::IoMode;
+    use shardwire::stage_trace;
+    use std::time::Duration;
+
+    const STEP: [&str; 11] = [
+        "enter: the receive runs (kernel; sleeping: and the wait)",
+        "reap, wake the reader, switch to it",
+        "decrypt the record, split frames",
+        "decode frames and message, proxy, queue work",
+        "drive the proxy, dispatch to the engine",
+        "engine: send the answer (queue on the proxy)",
+        "wake the writer, switch to it",
+        "ACK + DATA frames, seal the record",
+        "hand the send to the ring",
+        "driver turn until it enters",
+        "enter: the send runs (kernel, incl. loopback delivery)",
+    ];
+
+    fn median(mut v: Vec<Duration>) -> f64 {
+        v.sort();
+        v.get(v.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+    }
+
+    /// Two rounds with spinning shards (beside busy-polling std sockets),
+    /// then two with shards that sleep in their rings (beside sleeping std
+    /// sockets: there the first step includes the wait for the message).
+    pub fn run() {
+        for (round, spin) in [true, true, false, false].into_iter().enumerate() {
+            let s = super::std_pingpong(spin);
+            let idle = if spin { super::sw::Idle::Spin } else { super::sw::Idle::Sleep };
+            let p = super::sw::pingpong(idle, IoMode::Uring);
+            // The shard threads hand their marks over as they exit.
+            std::thread::sleep(Duration::from_millis(300));
+            let traces = stage_trace::take();
+            let (how, std_how) = if spin { ("spinning", "busy-poll") } else { ("sleeping", "sleeping") };
+            println!(
+                "round {round}: shardwire {how} p50 {:.1} us (p99 {:.1}), std {std_how} p50 {:.1} us: ratio {:.2}",
+                p.p50,
+                p.p99,
+                s.p50,
+                p.p50 / s.p50
+            );
+            let mut sides = Vec::new();
+            for t in traces.iter().filter(|t| t.thread.starts_with("shardwire-")) {
+                let r = stage_trace::passages(&t.marks);
+                // The first tenth warms up.
+                let r = r[r.len() / 10..].to_vec();
+                if r.len() < 1000 {
+                    continue;
+                }
+                let steps: Vec<f64> =
+                    (0..STEP.len()).map(|k| median(r.iter().map(|x| x[k + 1] - x[k]).collect())).collect();
+                let total = median(r.iter().map(|x| x[11] - x[0]).collect());
+                sides.push((t.thread.clone(), r.len(), steps, total, t.dropped));
+            }
+            print!("  {:<56}", "median per message, us");
+            for (name, n, ..) in &sides {
+                print!(" {:>14}", format!("{name} ({n})"));
+            }
+            println!();
+            for (k, step) in STEP.iter().enumerate() {
+                print!("  {step:<56}");
+                for (_, _, steps, ..) in &sides {
+                    print!(" {:>14.2}", steps[k]);
+                }
+                println!();
+            }
+            print!("  {:<56}", "one side, enter to enter");
+            for (_, _, _, total, _) in &sides {
+                print!(" {total:>14.2}");
+            }
+            println!();
+            print!("  {:<56}", "of it in user space (steps 2-10)");
+            for (_, _, steps, ..) in &sides {
+                print!(" {:>14.2}", steps[1..10].iter().sum::<f64>());
+            }
+            println!();
+            if sides.iter().any(|s| s.4 > 0) {
+                println!("  (some marks were dropped: the per-thread buffer was full)");
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "stage-trace"))]
+mod stages {
+    pub fn run() {
+        eprintln!(
+            "profile-stages needs the marks: cargo bench --bench baseline --features stage-trace -- profile-stages"
+        );
+        std::process::exit(2);
+    }
 }

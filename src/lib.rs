@@ -22,6 +22,7 @@ pub mod peer;
 pub mod proxy;
 pub mod rpc;
 mod shard;
+pub mod stage_trace;
 pub mod wire;
 
 #[doc(hidden)]

@@ -24,6 +24,7 @@ use crate::handshake::{
 };
 use crate::node::{DialError, Metric, shard_of};
 use crate::proxy::{DialFailure, LinkId};
+use crate::stage_trace::{Stage, mark};
 use crate::wire::{FrameDecoder, write_frame};
 
 /// Runs `fut`, or fails with `on_timeout` after `d` (a sleep of the shard).
@@ -474,6 +475,7 @@ async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, lefto
         let mut joined = 0;
         let fed = shard.on_bytes(link, |l| {
             joined = l.handle_recv_buf(pending, b)?;
+            mark(Stage::Opened);
             Ok(())
         });
         shard.metrics.add(Metric::ring_bytes_joined, joined as u64);
@@ -491,6 +493,7 @@ async fn ring_reader(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, lefto
                 continue;
             };
             if c.res > 0 {
+                mark(Stage::Received);
                 shard.metrics.add(Metric::bytes_in, c.res as u64);
                 if let Some(b) = c.buf {
                     fed = feed(&mut pending, b);
@@ -520,8 +523,10 @@ async fn ring_writer(shard: Rc<Shard>, link: LinkId, sock: Rc<RingSocket>, wake:
     // instead of grown (and copied) step by step.
     let mut last = 0usize;
     loop {
+        mark(Stage::WriterRuns);
         out.reserve(last.clamp(512, 4 << 20));
         let (closing, gone) = shard.fill(link, &mut out);
+        mark(Stage::Sealed);
         if !out.is_empty() {
             let n = out.len() as u64;
             last = out.len();

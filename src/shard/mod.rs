@@ -61,6 +61,7 @@ use crate::proxy::{
     NodeAdvert, NodeProxy, NotQueued, Outcome, Outgoing, Permanence, ProxyEvent, ProxyStats, RefuseReason,
     TransportPrefs,
 };
+use crate::stage_trace::{Stage, mark};
 use crate::wire::{Message, MessageType, Value, ValueId, encode_partial};
 
 use peer::PeerState;
@@ -554,6 +555,7 @@ impl Shard {
             self.mesh_push(owner, Cross::Send { to, out, cells });
         }
         self.counts.borrow_mut()[engine].sent += 1;
+        mark(Stage::Queued);
         Ok(id)
     }
 
@@ -813,6 +815,7 @@ impl Shard {
             match w {
                 Work::Deliver { engine, from, msg } => {
                     let ctx = ShardCtx { shard: self.clone(), engine };
+                    mark(Stage::Delivered);
                     self.engines[engine].engine.borrow_mut().on_message(&ctx, from, msg);
                 }
                 Work::Outcome { engine, id, outcome, returned } => {
@@ -1033,6 +1036,7 @@ impl Shard {
                 }
             }
             frames.clear();
+            mark(Stage::Handled);
             if result.is_err() || !more {
                 break;
             }

@@ -51,6 +51,7 @@ use bytes::{Bytes, BytesMut};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::wake::{EventfdRead, Notify};
+use crate::stage_trace::{Stage, mark};
 
 const GETEVENTS: u32 = 1;
 /// user_data of cancel requests (their completions are ignored).
@@ -529,9 +530,11 @@ impl Ring {
     fn enter(&self) {
         let to_submit = self.ring.borrow_mut().submission().len() as u32;
         let ring = self.ring.borrow();
+        mark(Stage::Enter);
         // SAFETY: plain io_uring_enter without an argument struct.
         let _ = unsafe { ring.submitter().enter::<libc::sigset_t>(to_submit, 0, GETEVENTS, None) };
         drop(ring);
+        mark(Stage::Entered);
         self.bump(|s| s.enters += 1);
     }
 
@@ -687,8 +690,10 @@ impl Ring {
         }
         let ts = types::Timespec::from(wait);
         let args = types::SubmitArgs::new().timespec(&ts);
+        mark(Stage::Enter);
         // A timeout (ETIME) or an interruption just ends the sleep.
         let _ = self.ring.borrow().submitter().submit_with_args(1, &args);
+        mark(Stage::Entered);
         self.bump(|s| {
             s.enters += 1;
             s.ring_sleeps += 1;
@@ -791,6 +796,7 @@ impl Ring {
         // Moving `data` moves the handle, not the bytes the SQE points to.
         let op = Op::new(Keep::Send(data));
         self.push(sqe, &op);
+        mark(Stage::SendPushed);
         self.result(op).await.map(|r| r as usize)
     }
 
