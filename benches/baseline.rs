@@ -151,6 +151,12 @@ fn std_oneway(size: usize) -> OneWay {
 }
 
 fn std_pingpong(busy: bool) -> PingPong {
+    std_pingpong_timing_sends(busy, false).0
+}
+
+/// The same, and with `time_sends` the median time of the client's send
+/// call (the kernel's send, including the loopback delivery to the peer).
+fn std_pingpong_timing_sends(busy: bool, time_sends: bool) -> (PingPong, f64) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let read_full = move |s: &mut TcpStream, buf: &mut [u8]| -> bool {
@@ -185,9 +191,13 @@ fn std_pingpong(busy: bool) -> PingPong {
     msg[..4].copy_from_slice(&64u32.to_be_bytes());
     let mut buf = [0u8; 68];
     let mut h = hist();
+    let mut sends = hist();
     for i in 0..PINGS + PING_WARM {
         let t = Instant::now();
         s.write_all(&msg).unwrap();
+        if time_sends && i >= PING_WARM {
+            sends.saturating_record(t.elapsed().as_nanos() as u64);
+        }
         assert!(read_full(&mut s, &mut buf));
         if i >= PING_WARM {
             h.saturating_record(t.elapsed().as_nanos() as u64);
@@ -196,7 +206,7 @@ fn std_pingpong(busy: bool) -> PingPong {
     drop(s);
     srv.join().unwrap();
     unpin();
-    percentiles(&h)
+    (percentiles(&h), percentiles(&sends).p50)
 }
 
 fn unpin() {
@@ -1171,7 +1181,7 @@ mod stages {
     /// sockets: there the first step includes the wait for the message).
     pub fn run() {
         for (round, spin) in [true, true, false, false].into_iter().enumerate() {
-            let s = super::std_pingpong(spin);
+            let (s, std_send) = super::std_pingpong_timing_sends(spin, true);
             let idle = if spin { super::sw::Idle::Spin } else { super::sw::Idle::Sleep };
             let p = super::sw::pingpong(idle, IoMode::Uring);
             // The shard threads hand their marks over as they exit.
@@ -1179,7 +1189,8 @@ mod stages {
             let traces = stage_trace::take();
             let (how, std_how) = if spin { ("spinning", "busy-poll") } else { ("sleeping", "sleeping") };
             println!(
-                "round {round}: shardwire {how} p50 {:.1} us (p99 {:.1}), std {std_how} p50 {:.1} us: ratio {:.2}",
+                "round {round}: shardwire {how} p50 {:.1} us (p99 {:.1}), std {std_how} p50 {:.1} us \
+                 (its send call {std_send:.2} us): ratio {:.2}",
                 p.p50,
                 p.p99,
                 s.p50,
