@@ -517,15 +517,27 @@ pub fn data(sink: &mut dyn FrameSink, seq: u64, prefs: TransportPrefs, msg: &Eng
 
 /// Encodes an ACK.
 pub fn ack(sink: &mut dyn FrameSink, rx_next: u64, refused: &[(u64, RefuseReason)]) {
-    let mut b = Vec::with_capacity(1 + 2 * vlq::MAX_LEN + refused.len() * (vlq::MAX_LEN + 1));
-    b.put_u8(ACK);
-    vlq::write_len(&mut b, rx_next as usize);
-    vlq::write_len(&mut b, refused.len());
-    for (seq, r) in refused {
-        vlq::write_len(&mut b, *seq as usize);
-        b.put_u8(r.code());
+    // The head (and the whole of the usual ACK, which refuses nothing) is
+    // built on the stack: a heap buffer per ACK showed in the send path.
+    let mut head = [0u8; 1 + 2 * vlq::MAX_LEN];
+    let free = {
+        let mut w = &mut head[..];
+        w.put_u8(ACK);
+        vlq::write_len(&mut w, rx_next as usize);
+        vlq::write_len(&mut w, refused.len());
+        w.len()
+    };
+    let head = &head[..head.len() - free];
+    if refused.is_empty() {
+        sink.frame(&[head]);
+        return;
     }
-    sink.frame(&[&b]);
+    let mut list = Vec::with_capacity(refused.len() * (vlq::MAX_LEN + 1));
+    for (seq, r) in refused {
+        vlq::write_len(&mut list, *seq as usize);
+        list.put_u8(r.code());
+    }
+    sink.frame(&[head, &list]);
 }
 
 /// Encodes an ADVERT carrying a multi-cell encoding.
@@ -608,6 +620,23 @@ mod tests {
         assert!(matches!(f[4], Frame::Ping(1)));
         assert!(matches!(f[5], Frame::Pong(2)));
         assert!(matches!(&f[6], Frame::Advert(b) if b.as_ref() == [0x10]));
+    }
+
+    #[test]
+    fn acks_encode_as_the_protocol_spells_them() {
+        let mut out: Vec<Bytes> = Vec::new();
+        ack(&mut out, 50, &[]);
+        ack(&mut out, 200, &[(44, RefuseReason::Busy), (199, RefuseReason::UnknownEngine)]);
+        ack(&mut out, u64::MAX >> 1, &[]);
+        assert_eq!(out[0].as_ref(), [ACK, 50, 0]);
+        assert_eq!(out[1].as_ref(), [ACK, 0x81, 0x48, 2, 44, 2, 0x81, 0x47, 1]);
+        let mut max = vec![ACK];
+        max.extend(vlq::to_vec(u64::MAX >> 1).unwrap());
+        max.push(0);
+        assert_eq!(out[2].as_ref(), max);
+        assert!(
+            matches!(Frame::decode(out[1].clone()), Ok(Frame::Ack { rx_next: 200, refused }) if refused.len() == 2)
+        );
     }
 
     #[test]
