@@ -4,7 +4,7 @@
 //! profile-stages` (docs/performance.md §4).
 //!
 //! Without the feature, [`mark`] is empty and nothing is kept. With it,
-//! every mark costs one clock read (~25 ns) and 16 bytes in a buffer of the
+//! every mark costs one clock read (~25 ns) and 24 bytes in a buffer of the
 //! calling thread, at most [`CAP`] marks per thread (later ones are
 //! dropped and counted). A thread hands its buffer to a process-wide list
 //! when it exits (shard threads exit when their node shuts down), where
@@ -37,6 +37,11 @@ pub enum Stage {
     /// The records' send was pushed to the ring.
     SendPushed,
 }
+
+/// Where [`Stage::Delivered`] is in [`PATH`]: a receive seen before it
+/// overtakes the passage being read.
+const DELIVERED: usize = 5;
+const _: () = assert!(matches!(PATH[DELIVERED], Stage::Delivered));
 
 /// One side's path through a shard in a ping-pong, from the enter that
 /// runs the receive to the enter that submits the answer.
@@ -77,7 +82,7 @@ pub fn passages(marks: &[(Stage, Duration)]) -> Vec<[Duration; PATH.len()]> {
                 let mut k = 3;
                 while i < marks.len() && k < PATH.len() {
                     let (s, t) = marks[i];
-                    if s == Stage::Received && k <= 5 {
+                    if s == Stage::Received && k <= DELIVERED {
                         break; // this one is handled on the next turn
                     }
                     if s == PATH[k] {
@@ -90,7 +95,7 @@ pub fn passages(marks: &[(Stage, Duration)]) -> Vec<[Duration; PATH.len()]> {
                     out.push(row);
                     // The enter that submitted the answer may also have run
                     // the next receive.
-                    last = Some((row[10], row[11]));
+                    last = Some((row[PATH.len() - 2], row[PATH.len() - 1]));
                 }
             }
             _ => {}
@@ -105,7 +110,7 @@ pub const CAP: usize = 1 << 20;
 /// The marks of one thread, in order.
 #[derive(Debug, Default)]
 pub struct ThreadTrace {
-    /// The thread's name (shards: `shardwire-<node>-<n>`).
+    /// The thread's name (shards: `shardwire-<shard>-<glommio executor id>`).
     pub thread: String,
     /// Each stage with its time since the first mark of the process.
     pub marks: Vec<(Stage, Duration)>,

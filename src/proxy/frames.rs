@@ -509,8 +509,7 @@ pub fn data(sink: &mut dyn FrameSink, seq: u64, prefs: TransportPrefs, msg: &Eng
     }
     if let Some(m) = msg.mailbox {
         // Mailbox IDs are below 2^63 in practice; larger ones are clamped by the VLQ limit.
-        let _ = vlq::write(&mut &mut h[used..], m.0.min(vlq::MAX_VALUE));
-        used += vlq::encoded_len(m.0.min(vlq::MAX_VALUE));
+        used += vlq::write(&mut &mut h[used..], m.0.min(vlq::MAX_VALUE)).unwrap_or(0);
     }
     sink.frame(&[&h[..used], msg.msg.bytes()]);
 }
