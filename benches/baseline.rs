@@ -25,7 +25,8 @@
 //! delivered and one-way rate from a peer's owner shard and from another
 //! shard of a two-shard node; RPC round trips the same way; an engine task
 //! woken from a thread outside the node; that one alone:
-//! `-- profile-foreign`).
+//! `-- profile-foreign`), `-- profile-stages` (with `--features
+//! stage-trace`: a ping-pong side's time, stage by stage).
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -977,7 +978,8 @@ fn main() {
         return;
     }
     // `-- profile-stages` (built with `--features stage-trace`): one side's
-    // share of a spinning ring-path ping-pong round trip, stage by stage.
+    // share of a ring-path ping-pong round trip, stage by stage, with
+    // spinning and with sleeping shards.
     if filter == "profile-stages" {
         stages::run();
         return;
@@ -1148,9 +1150,9 @@ fn main() {
     println!("\nload average at end: {}", load());
 }
 
-/// `-- profile-stages`: splits one side's share of a spinning ping-pong
-/// round trip into the stages `shardwire::stage_trace` marks, as medians
-/// over the measured messages of each shard thread.
+/// `-- profile-stages`: splits one side's share of a ping-pong round trip
+/// into the stages `shardwire::stage_trace` marks, as medians over the
+/// measured messages of each shard thread.
 #[cfg(feature = "stage-trace")]
 mod stages {
     use shardwire::node::IoMode;
@@ -1176,6 +1178,24 @@ mod stages {
         v.get(v.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
     }
 
+    /// One line of the table: a label, then a figure per shard thread.
+    fn line(label: &str, figures: impl Iterator<Item = f64>) {
+        print!("  {label:<56}");
+        for f in figures {
+            print!(" {f:>14.2}");
+        }
+        println!();
+    }
+
+    /// What one shard thread's trace gives.
+    struct Side {
+        thread: String,
+        passages: usize,
+        steps: Vec<f64>,
+        total: f64,
+        dropped: u64,
+    }
+
     /// Two rounds with spinning shards (beside busy-polling std sockets),
     /// then two with shards that sleep in their rings (beside sleeping std
     /// sockets: there the first step includes the wait for the message).
@@ -1198,40 +1218,27 @@ mod stages {
             );
             let mut sides = Vec::new();
             for t in traces.iter().filter(|t| t.thread.starts_with("shardwire-")) {
-                let r = stage_trace::passages(&t.marks);
+                let all = stage_trace::passages(&t.marks);
                 // The first tenth warms up.
-                let r = r[r.len() / 10..].to_vec();
+                let r = &all[all.len() / 10..];
                 if r.len() < 1000 {
                     continue;
                 }
-                let steps: Vec<f64> =
-                    (0..STEP.len()).map(|k| median(r.iter().map(|x| x[k + 1] - x[k]).collect())).collect();
-                let total = median(r.iter().map(|x| x[11] - x[0]).collect());
-                sides.push((t.thread.clone(), r.len(), steps, total, t.dropped));
+                let steps = (0..STEP.len()).map(|k| median(r.iter().map(|x| x[k + 1] - x[k]).collect())).collect();
+                let total = median(r.iter().map(|x| x[x.len() - 1] - x[0]).collect());
+                sides.push(Side { thread: t.thread.clone(), passages: r.len(), steps, total, dropped: t.dropped });
             }
             print!("  {:<56}", "median per message, us");
-            for (name, n, ..) in &sides {
-                print!(" {:>14}", format!("{name} ({n})"));
+            for s in &sides {
+                print!(" {:>14}", format!("{} ({})", s.thread, s.passages));
             }
             println!();
             for (k, step) in STEP.iter().enumerate() {
-                print!("  {step:<56}");
-                for (_, _, steps, ..) in &sides {
-                    print!(" {:>14.2}", steps[k]);
-                }
-                println!();
+                line(step, sides.iter().map(|s| s.steps[k]));
             }
-            print!("  {:<56}", "one side, enter to enter");
-            for (_, _, _, total, _) in &sides {
-                print!(" {total:>14.2}");
-            }
-            println!();
-            print!("  {:<56}", "of it in user space (steps 2-10)");
-            for (_, _, steps, ..) in &sides {
-                print!(" {:>14.2}", steps[1..10].iter().sum::<f64>());
-            }
-            println!();
-            if sides.iter().any(|s| s.4 > 0) {
+            line("one side, enter to enter", sides.iter().map(|s| s.total));
+            line("of it in user space (steps 2-10)", sides.iter().map(|s| s.steps[1..10].iter().sum()));
+            if sides.iter().any(|s| s.dropped > 0) {
                 println!("  (some marks were dropped: the per-thread buffer was full)");
             }
         }
