@@ -286,10 +286,14 @@ fn rpc_command_calls_an_rpc_echo_node_and_reports_typed_errors() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!((v["status"].as_str(), v["bytes"].as_u64()), (Some("ok"), Some(1024)));
+    // The link's set-up and the call are timed apart.
+    let (call, connect) = (v["elapsed_ms"].as_f64().unwrap(), v["connect_ms"].as_f64().unwrap());
+    assert!(call > 0.0 && connect > 0.0, "{v}");
 
     let (code, out, err) = shardwire(&["rpc", "--target", &target, "--stream", "25", "--payload-size", "10"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("ok: 25 items, 250 bytes"), "{out}");
+    assert!(out.starts_with("ok: 25 items, 250 bytes in "), "{out}");
+    assert!(out.contains(" ms (link up in "), "{out}");
 
     // Typed errors: a non-zero exit and the reason.
     let (code, out, err) = shardwire(&["rpc", "--target", &target, "--service", "nope", "--json"]);
@@ -306,6 +310,14 @@ fn rpc_command_calls_an_rpc_echo_node_and_reports_typed_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("not the NodeId dialed"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(10), "did not wait for the deadline");
+    // Nothing listening: no link by the deadline, said with the dial's failure.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let nobody = format!("{}@{closed}", hello["node_id"].as_str().unwrap());
+    let (code, out, err) = shardwire(&["rpc", "--target", &nobody, "--deadline-ms", "800", "--json"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no link to") && err.contains("last dial: connection failed"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((v["error"].as_str(), v["elapsed_ms"].is_null()), (Some("deadline"), true), "{v}");
     // Bad flags: exit 2.
     assert_eq!(shardwire(&["rpc", "--target", &target, "--payload-size", "lots"]).0, 2);
     assert_eq!(shardwire(&["rpc", "--target", "nonsense"]).0, 2);
