@@ -315,7 +315,7 @@ fn rpc_command_calls_an_rpc_echo_node_and_reports_typed_errors() {
     let nobody = format!("{}@{closed}", hello["node_id"].as_str().unwrap());
     let (code, out, err) = shardwire(&["rpc", "--target", &nobody, "--deadline-ms", "800", "--json"]);
     assert_eq!(code, 1);
-    assert!(err.contains("no link to") && err.contains("last dial: connection failed"), "{err}");
+    assert!(err.contains("no link to") && err.contains("last dial: connection failed: connection refused"), "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!((v["error"].as_str(), v["elapsed_ms"].is_null()), (Some("deadline"), true), "{v}");
     // Bad flags: exit 2.

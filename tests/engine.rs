@@ -253,6 +253,41 @@ fn set_permanence_at_run_time() {
     b.shutdown(Duration::from_secs(1));
 }
 
+/// The first dial failure `a` reports for `to`.
+fn first_dial_error(a: &NodeHandle, to: NodeId) -> Option<shardwire::node::DialError> {
+    collect(a, T, |e| e.iter().any(|x| matches!(x, NodeEvent::DialFailed { .. }))).into_iter().find_map(|x| match x {
+        NodeEvent::DialFailed { node, error } if node == to => Some(error),
+        _ => None,
+    })
+}
+
+fn dial_failures_say_what_the_socket_said() {
+    use shardwire::node::DialError;
+    let a = node(1);
+    // Nothing listening: the OS's own reason.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let nobody = Identity::generate().node_id();
+    a.add_peer(nobody, closed, Permanence::Permanent);
+    assert_eq!(first_dial_error(&a, nobody), Some(DialError::Io(std::io::ErrorKind::ConnectionRefused)));
+    // A listener that closes every connection at once: said as such.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let closer = std::thread::spawn(move || {
+        if let Ok((s, _)) = l.accept() {
+            drop(s);
+        }
+    });
+    let mute = Identity::generate().node_id();
+    a.add_peer(mute, addr, Permanence::Permanent);
+    let e = first_dial_error(&a, mute);
+    // A close that beats the request's write may surface as a reset.
+    assert!(matches!(e, Some(DialError::Closed | DialError::Io(std::io::ErrorKind::ConnectionReset))), "{e:?}");
+    // Unblocks the accept if no dial ever reached it (the join is bounded).
+    let _ = std::net::TcpStream::connect(addr);
+    closer.join().unwrap();
+    a.shutdown(Duration::from_secs(1));
+}
+
 fn first_outcome(n: &NodeHandle) -> Outcome {
     outcomes(&collect(n, T, |e| !outcomes(e).is_empty())).first().map(|x| x.1).expect("an outcome")
 }
@@ -412,6 +447,7 @@ on_both_io_paths!(
     metrics_and_graceful_shutdown_report,
     simultaneous_dials_settle_on_one_link,
     adverts_are_exchanged_when_one_side_is_behind,
+    dial_failures_say_what_the_socket_said,
 );
 
 /// A shard count past the machine's limit is refused before any shard

@@ -157,9 +157,13 @@ pub enum DialError {
     /// No answer within the handshake timeout.
     #[error("handshake timed out")]
     Timeout,
-    /// TCP connect or IO failed (nothing listening, reset, ...).
-    #[error("connection failed")]
-    Io,
+    /// TCP connect or IO failed, with the kind the OS gave (nothing
+    /// listening: `ConnectionRefused`; reset: `ConnectionReset`; ...).
+    #[error("connection failed: {0}")]
+    Io(std::io::ErrorKind),
+    /// The remote closed the connection before the handshake finished.
+    #[error("the remote closed the connection during the handshake")]
+    Closed,
     /// No address is known for the node.
     #[error("no address known for the node")]
     NoAddress,

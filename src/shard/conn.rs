@@ -99,7 +99,7 @@ impl Sock {
 
 #[derive(Debug)]
 enum HsIo {
-    Io,
+    Io(std::io::ErrorKind),
     Closed,
     Handshake(HandshakeError),
     Timeout,
@@ -114,7 +114,7 @@ async fn read_frame(stream: &mut Sock, buf: &mut BytesMut) -> Result<BytesMut, H
             Ok(None) => {}
             Err(_) => return Err(HsIo::Handshake(HandshakeError::Malformed("handshake frame"))),
         }
-        let n = stream.read_into(buf).await.map_err(|_| HsIo::Io)?;
+        let n = stream.read_into(buf).await.map_err(|e| HsIo::Io(e.kind()))?;
         if n == 0 {
             return Err(HsIo::Closed);
         }
@@ -124,7 +124,7 @@ async fn read_frame(stream: &mut Sock, buf: &mut BytesMut) -> Result<BytesMut, H
 async fn write_frame_to(stream: &mut Sock, body: &[u8]) -> Result<(), HsIo> {
     let mut out = BytesMut::with_capacity(body.len() + 4);
     write_frame(&mut out, body);
-    stream.write_all(out.freeze()).await.map_err(|_| HsIo::Io)
+    stream.write_all(out.freeze()).await.map_err(|e| HsIo::Io(e.kind()))
 }
 
 /// Dials `addr` and runs the initiator's handshake.
@@ -138,9 +138,9 @@ pub(super) async fn dial(
     let known_remote = shard.shared.adverts.read().ok().and_then(|m| m.get(&remote).map(|a| a.version)).unwrap_or(0);
     let r = with_timeout(shard, timeout, HsIo::Timeout, async {
         let mut stream = match &shard.ring {
-            Some(r) => Sock::Ring(RingSocket::connect(r, addr).await.map_err(|_| HsIo::Io)?),
+            Some(r) => Sock::Ring(RingSocket::connect(r, addr).await.map_err(|e| HsIo::Io(e.kind()))?),
             None => {
-                let s = TcpStream::connect(addr).await.map_err(|_| HsIo::Io)?;
+                let s = TcpStream::connect(addr).await.map_err(|e| HsIo::Io(std::io::Error::from(e).kind()))?;
                 let _ = s.set_nodelay(true);
                 Sock::Glommio(s)
             }
@@ -158,7 +158,8 @@ pub(super) async fn dial(
     r.map_err(|e| {
         tracing::debug!(remote = %remote.short(), %addr, error = ?e, "dial failed");
         let error = match &e {
-            HsIo::Io | HsIo::Closed => DialError::Io,
+            HsIo::Io(kind) => DialError::Io(*kind),
+            HsIo::Closed => DialError::Closed,
             HsIo::Timeout | HsIo::Handshake(HandshakeError::Timeout) => DialError::Timeout,
             HsIo::Handshake(HandshakeError::Rejected(Rejection::CannotDecrypt)) => DialError::WrongNodeId,
             HsIo::Handshake(HandshakeError::Rejected(Rejection::ClockSkew)) => DialError::ClockSkew,
