@@ -224,6 +224,8 @@ pub fn run(args: LatencyArgs) -> ExitCode {
     };
     // Connect, stopping at once on a handshake that cannot succeed.
     let deadline = Instant::now() + Duration::from_secs(10);
+    // The last retried dial failure says why no link came up.
+    let mut last_error = None;
     while !shared.linked.load(Ordering::Relaxed) {
         while let Ok(ev) = node.events().try_recv() {
             if let NodeEvent::DialFailed { error, .. } = ev {
@@ -232,10 +234,12 @@ pub fn run(args: LatencyArgs) -> ExitCode {
                     node.shutdown(Duration::from_millis(200));
                     return ExitCode::from(1);
                 }
+                last_error = Some(error);
             }
         }
         if Instant::now() > deadline {
-            eprintln!("error: no link to {}@{} within 10 s", args.target.id, args.target.addr);
+            let why = last_error.map_or("no answer".to_string(), |e| e.to_string());
+            eprintln!("error: no link to {}@{} within 10 s ({why})", args.target.id, args.target.addr);
             node.shutdown(Duration::from_millis(200));
             return ExitCode::from(1);
         }
