@@ -255,7 +255,9 @@ fn set_permanence_at_run_time() {
 
 /// The first dial failure `a` reports for `to`.
 fn first_dial_error(a: &NodeHandle, to: NodeId) -> Option<shardwire::node::DialError> {
-    collect(a, T, |e| e.iter().any(|x| matches!(x, NodeEvent::DialFailed { .. }))).into_iter().find_map(|x| match x {
+    // Waits for `to`'s own failure: another peer's redials keep failing too.
+    let is_to = |x: &NodeEvent| matches!(x, NodeEvent::DialFailed { node, .. } if *node == to);
+    collect(a, T, |e| e.iter().any(is_to)).into_iter().find_map(|x| match x {
         NodeEvent::DialFailed { node, error } if node == to => Some(error),
         _ => None,
     })
