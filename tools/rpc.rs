@@ -99,8 +99,9 @@ pub fn run(args: RpcArgs) -> ExitCode {
             Err(_) => break false,
         }
     };
-    let connect_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let left = deadline.saturating_sub(start.elapsed());
+    let waited = start.elapsed();
+    let connect_ms = waited.as_secs_f64() * 1000.0;
+    let left = deadline.saturating_sub(waited);
     let t = Instant::now();
     let result: Result<(u64, u64), RpcError> = if !linked {
         Err(RpcError::DeadlineExceeded { reported_by_server: false })
